@@ -1,0 +1,59 @@
+# oasis-keda developer targets. `make test` is the one CI runs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Runs a command with a Redis server reachable: the one named by OASIS_KEDA_REDIS_URL,
+# or an embedded one started on a free port and stopped afterwards.
+WITH_REDIS := $(PY) -m oasis_keda.embedded_redis --
+
+.PHONY: all install redis-server format lint mypy proto test test-slow bench demo clean
+
+all: lint mypy test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) redis-server
+
+# Debian's redis-server backs the embedded Redis (tests, `oasis-keda up`).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing Debian's redis-server"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || { echo "could not install redis-server: install it, or set OASIS_KEDA_REDIS_URL"; exit 1; }; }
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+mypy: $(STAMP)
+	$(VENV)/bin/mypy
+
+# Regenerates the committed gRPC code and its type stubs from protos/.
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=scaler/_proto --grpc_python_out=scaler/_proto \
+	  --mypy_out=scaler/_proto --mypy_grpc_out=scaler/_proto protos/externalscaler.proto
+	sed -i 's/^import externalscaler_pb2/from . import externalscaler_pb2/' scaler/_proto/externalscaler_pb2_grpc.py
+
+test: install lint mypy
+	$(WITH_REDIS) $(PY) -m pytest -q
+
+test-slow: install
+	$(WITH_REDIS) $(PY) -m pytest -q -m slow
+
+bench: install
+	$(WITH_REDIS) $(PY) -m bench
+
+demo: install
+	$(VENV)/bin/oasis-keda demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

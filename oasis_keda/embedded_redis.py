@@ -1,0 +1,156 @@
+"""An embedded Redis server for one machine: tests, benchmarks and ``oasis-keda up``.
+
+Runs Debian's ``redis-server`` binary on a free loopback port with persistence off and a
+private working directory, and stops it on exit. ``python -m oasis_keda.embedded_redis --
+CMD ...`` runs CMD with ``OASIS_KEDA_REDIS_URL`` pointing at such a server, unless that
+variable is already set, in which case CMD runs against the named server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+
+
+class RedisServerMissingError(RuntimeError):
+    pass
+
+
+def find_redis_server() -> str:
+    """Path of the ``redis-server`` binary, or a clear error."""
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RedisServerMissingError(
+        "redis-server was not found on PATH: install it (`make install` does, with "
+        "apt-get) or point OASIS_KEDA_REDIS_URL at a running Redis"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A private ``redis-server`` process. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, *, port: int = 0, extra_args: Sequence[str] = ()) -> None:
+        self.port = port or free_port()
+        self._extra_args = list(extra_args)
+        self._dir = Path(tempfile.mkdtemp(prefix="oasis-keda-redis-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the server (again, on the same port, after :meth:`stop`)."""
+        if self.running:
+            return
+        args = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._dir),
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            *self._extra_args,
+        ]  # fmt: skip
+        log = (self._dir / "redis.log").open("ab")
+        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start; see {self._dir}/redis.log")
+            if self._ping():
+                logger.info("embedded Redis listening on %s", self.url)
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT_S} s")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (its data is lost: persistence is off)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(configured: str | None) -> Iterator[str]:
+    """Yield ``configured`` if set, else the URL of an embedded server kept for the block."""
+    if configured:
+        yield configured
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+def main(argv: Sequence[str]) -> int:
+    args = list(argv)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        print("usage: python -m oasis_keda.embedded_redis -- CMD [ARGS...]", file=sys.stderr)
+        return 2
+    with redis_url_or_embedded(os.environ.get("OASIS_KEDA_REDIS_URL")) as url:
+        env = {**os.environ, "OASIS_KEDA_REDIS_URL": url}
+        return subprocess.call(args, env=env)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main(sys.argv[1:]))

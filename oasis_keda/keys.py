@@ -1,0 +1,56 @@
+"""The Redis key contract shared by every component.
+
+All keys the project writes live under one prefix so that a shared Redis can hold other
+data. Celery's own keys (queue lists, `unacked`, `unacked_index`) are not ours and keep
+their Celery names; the helpers here only compute them.
+"""
+
+from __future__ import annotations
+
+PREFIX = "oasis-keda"
+
+#: HASH model_id -> JSON model record (id, queue, configurations, metadata).
+MODELS = f"{PREFIX}:models"
+#: HASH of global settings (e.g. ``global_worker_limit``).
+SETTINGS = f"{PREFIX}:settings"
+SETTING_GLOBAL_WORKER_LIMIT = "global_worker_limit"
+
+#: Celery's priority separator for the Redis transport: ``<queue>\x06\x16<p>``.
+PRIORITY_SEP = "\x06\x16"
+#: Priority steps kombu's Redis transport uses by default (0 is stored in the bare list).
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+#: Celery queue the task controller consumes main tasks from.
+CONTROLLER_QUEUE = "oasis-keda.controller"
+#: Prefix of the Celery queue derived from a model id when none is given.
+MODEL_QUEUE_PREFIX = "oasis-keda.model."
+
+
+def queue_lists(queue: str) -> list[str]:
+    """Every Redis list that holds waiting messages of a Celery queue."""
+    return [queue if p == 0 else f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+
+
+def default_queue(model_id: str) -> str:
+    """The Celery queue for a model registered without an explicit one."""
+    return f"{MODEL_QUEUE_PREFIX}{model_id}"
+
+
+def leases_tasks(queue: str) -> str:
+    """ZSET of sub-tasks reserved or running from ``queue``; score = lease deadline."""
+    return f"{PREFIX}:leases:tasks:{{{queue}}}"
+
+
+def leases_busy(queue: str) -> str:
+    """ZSET of worker nodes busy on ``queue``; score = lease deadline."""
+    return f"{PREFIX}:leases:busy:{{{queue}}}"
+
+
+def main_tasks(model_id: str) -> str:
+    """HASH ``<analysis_id>:<stage>`` -> priority of the model's main tasks in progress."""
+    return f"{PREFIX}:main:{{{model_id}}}"
+
+
+def activity_channel(model_id: str) -> str:
+    """Pub/sub channel announcing that a model's state may have changed."""
+    return f"{PREFIX}:activity:{model_id}"

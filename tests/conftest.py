@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Redis server for integration tests.
+
+The server is the one named by ``OASIS_KEDA_REDIS_URL`` (``make test`` starts one), or an
+embedded one started for the session. Each test that asks for ``redis_url`` gets a
+flushed database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from oasis_keda.embedded_redis import EmbeddedRedis
+
+TEST_DB = 9
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    configured = os.environ.get("OASIS_KEDA_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """URL of a flushed, dedicated database on the test Redis."""
+    base = redis_server_url.rsplit("/", 1)[0] if redis_server_url.count("/") > 2 else redis_server_url
+    url = f"{base}/{TEST_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url=redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
