@@ -1,0 +1,30 @@
+"""Records database: portfolios, analyses, sub-tasks and uploaded files.
+
+SQLAlchemy ORM over a SQLite file by default (WAL mode, so the controller, the workers and
+the API can share it on one machine) or PostgreSQL when ``OASIS_KEDA_DATABASE_URL`` names
+one. Models (and their configurations) live in the Redis registry, which the scaler reads;
+records here refer to a model by its registry id.
+"""
+
+from oasis_keda.store.db import make_engine, make_session_factory
+from oasis_keda.store.models import (
+    Analysis,
+    AnalysisStatus,
+    Base,
+    Portfolio,
+    StoredFile,
+    SubTask,
+    SubTaskStatus,
+)
+
+__all__ = [
+    "Analysis",
+    "AnalysisStatus",
+    "Base",
+    "Portfolio",
+    "StoredFile",
+    "SubTask",
+    "SubTaskStatus",
+    "make_engine",
+    "make_session_factory",
+]

@@ -1,0 +1,147 @@
+"""ORM tables. Field names follow the Oasis v2 API where it has one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class AnalysisStatus(StrEnum):
+    NEW = "NEW"
+    INPUTS_GENERATION_ERROR = "INPUTS_GENERATION_ERROR"
+    INPUTS_GENERATION_NO_KEYS = "INPUTS_GENERATION_NO_KEYS"
+    INPUTS_GENERATION_CANCELLED = "INPUTS_GENERATION_CANCELLED"
+    INPUTS_GENERATION_STARTED = "INPUTS_GENERATION_STARTED"
+    INPUTS_GENERATION_QUEUED = "INPUTS_GENERATION_QUEUED"
+    READY = "READY"
+    RUN_QUEUED = "RUN_QUEUED"
+    RUN_STARTED = "RUN_STARTED"
+    RUN_COMPLETED = "RUN_COMPLETED"
+    RUN_CANCELLED = "RUN_CANCELLED"
+    RUN_ERROR = "RUN_ERROR"
+
+
+class SubTaskStatus(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    STARTED = "STARTED"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+
+class StoredFile(Base):
+    """A file in the storage directory (uploaded, or produced by a run)."""
+
+    __tablename__ = "stored_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the storage directory
+    filename: Mapped[str] = mapped_column(String(255))  # name given by the uploader
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(default=0)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Portfolio(Base):
+    __tablename__ = "portfolios"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    modified: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    location_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    accounts_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    reinsurance_info_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    reinsurance_scope_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+
+    location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id])
+    accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id])
+    reinsurance_info_file: Mapped[StoredFile | None] = relationship(
+        foreign_keys=[reinsurance_info_file_id]
+    )
+    reinsurance_scope_file: Mapped[StoredFile | None] = relationship(
+        foreign_keys=[reinsurance_scope_file_id]
+    )
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("portfolios.id"))
+    model_id: Mapped[str] = mapped_column(String(255), index=True)  # registry id
+    status: Mapped[str] = mapped_column(String(40), default=AnalysisStatus.NEW.value)
+    run_mode: Mapped[str | None] = mapped_column(String(4), default="V2")
+    priority: Mapped[int] = mapped_column(default=4)  # 1-10, 10 highest
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    modified: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    task_started: Mapped[dt.datetime | None]
+    task_finished: Mapped[dt.datetime | None]
+    #: The analysis's own chunking configuration (JSON), else the model's applies.
+    chunking_configuration: Mapped[dict[str, Any] | None]
+    settings: Mapped[dict[str, Any] | None]  # analysis_settings.json content
+    #: Incremented by every generate or run request; sub-task records carry it.
+    run_number: Mapped[int] = mapped_column(default=0)
+    lookup_chunks: Mapped[int | None]
+    analysis_chunks: Mapped[int | None]
+    num_events_total: Mapped[int] = mapped_column(default=0)
+    num_events_complete: Mapped[int] = mapped_column(default=0)
+    input_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    output_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    settings_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    lookup_errors_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    lookup_success_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    lookup_validation_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    summary_levels_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    input_generation_traceback_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stored_files.id")
+    )
+    run_traceback_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    run_log_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+
+    portfolio: Mapped[Portfolio] = relationship()
+    sub_tasks: Mapped[list[SubTask]] = relationship(
+        back_populates="analysis", order_by="SubTask.id", cascade="all, delete-orphan"
+    )
+
+
+class SubTask(Base):
+    """One Celery sub-task of an analysis stage (Oasis's AnalysisTaskStatus)."""
+
+    __tablename__ = "sub_tasks"
+    __table_args__ = (Index("ix_sub_tasks_analysis_run", "analysis_id", "run_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"))
+    run_number: Mapped[int]
+    stage: Mapped[str] = mapped_column(String(20))  # "inputs" or "losses"
+    slug: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=SubTaskStatus.PENDING.value)
+    queue_name: Mapped[str] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    pending_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    queue_time: Mapped[dt.datetime | None]
+    start_time: Mapped[dt.datetime | None]
+    end_time: Mapped[dt.datetime | None]
+    retry_count: Mapped[int] = mapped_column(default=0)
+    output_log: Mapped[str | None] = mapped_column(Text)
+    error_log: Mapped[str | None] = mapped_column(Text)
+    retry_log: Mapped[str | None] = mapped_column(Text)
+
+    analysis: Mapped[Analysis] = relationship(back_populates="sub_tasks")
