@@ -39,9 +39,11 @@ mypy: $(STAMP)
 
 # Regenerates the committed gRPC code and its type stubs from protos/.
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=scaler/_proto --grpc_python_out=scaler/_proto \
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
+	  --python_out=scaler/_proto --grpc_python_out=scaler/_proto \
 	  --mypy_out=scaler/_proto --mypy_grpc_out=scaler/_proto protos/externalscaler.proto
-	sed -i 's/^import externalscaler_pb2/from . import externalscaler_pb2/' scaler/_proto/externalscaler_pb2_grpc.py
+	sed -i 's/^import externalscaler_pb2/from . import externalscaler_pb2/' \
+	  scaler/_proto/externalscaler_pb2_grpc.py scaler/_proto/externalscaler_pb2_grpc.pyi
 
 test: install lint mypy
 	$(WITH_REDIS) $(PY) -m pytest -q

@@ -152,7 +152,7 @@ class Registry:
         with self.client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(keys.MODELS)
+                    pipe.watch(keys.MODELS)  # type: ignore[no-untyped-call]
                     raw = pipe.hget(keys.MODELS, model_id)
                     if raw is None and not allow_missing:
                         raise ModelNotFoundError(model_id)

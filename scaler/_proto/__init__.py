@@ -1,0 +1,1 @@
+"""Generated gRPC code for protos/externalscaler.proto (`make proto`); do not edit."""

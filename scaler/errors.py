@@ -1,0 +1,25 @@
+"""Errors of the scaler. Only :mod:`scaler.service` turns them into gRPC status codes."""
+
+from __future__ import annotations
+
+from oasis_keda.errors import BrokerUnavailableError, ModelNotFoundError, OasisKedaError
+
+__all__ = [
+    "BrokerUnavailableError",
+    "MetadataError",
+    "ModelNotFoundError",
+    "ScalerError",
+    "StoredConfigError",
+]
+
+
+class ScalerError(OasisKedaError):
+    """Base of the scaler's own errors."""
+
+
+class MetadataError(ScalerError):
+    """The ScaledObject's ``scalerMetadata`` is missing a key or has a bad value."""
+
+
+class StoredConfigError(ScalerError):
+    """A model's stored record cannot be read (written by something other than the registry)."""

@@ -1,0 +1,73 @@
+"""Desired workers for one model: the Oasis v2 scaling formulas (DESIGN.md section 3).
+
+Pure: (scaling configuration, model state) -> desired workers. No Redis, gRPC or clock here,
+so every rule is a table-driven unit test. Two rules beyond the Oasis formulas:
+
+* while any work is in progress the answer is at least 1 (unless ``worker_count_max`` is 0):
+  a QUEUE_LOAD model whose queue holds sub-tasks sent by a foreign Celery client, or a
+  DYNAMIC_TASKS model between two stages, must not be left without a worker;
+* the busy floor: never fewer workers than are busy right now, so a scale-down waits for
+  running work to drain instead of stranding it (this floor is above every cap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from oasis_keda.config import ScalingConfig, ScalingStrategy
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelState:
+    """A model's live queue state, as read from Redis in one round trip."""
+
+    waiting: int = 0
+    """Messages waiting in the model's Celery queue, every priority list summed."""
+    reserved: int = 0
+    """Sub-tasks reserved or running on a worker (live task leases)."""
+    busy: int = 0
+    """Workers running a task right now (live busy leases)."""
+    main_tasks: int = 0
+    """Analysis stages (main tasks) in progress for this model."""
+    priority: int = 0
+    """Highest analysis priority in progress, 1-10 (10 highest); 0 when none is known."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value < 0:
+                raise ValueError(f"ModelState.{field.name} must be >= 0, got {value}")
+
+    @property
+    def outstanding(self) -> int:
+        """Sub-tasks not finished: waiting plus reserved or running."""
+        return self.waiting + self.reserved
+
+    @property
+    def in_progress(self) -> bool:
+        return self.outstanding > 0 or self.main_tasks > 0 or self.busy > 0
+
+
+def formula_workers(config: ScalingConfig, state: ModelState) -> int:
+    """The strategy's formula alone (the Oasis arithmetic, without the busy floor)."""
+    floor = config.worker_count_min
+    if not state.in_progress:
+        return floor
+    strategy = config.scaling_strategy
+    if strategy == ScalingStrategy.FIXED_WORKERS:
+        return max(config.worker_count_fixed, floor)
+    if strategy == ScalingStrategy.QUEUE_LOAD:
+        wanted = state.main_tasks
+    elif strategy == ScalingStrategy.DYNAMIC_TASKS:
+        # chunks_per_worker >= 1 is guaranteed by ScalingConfig: no division by zero.
+        wanted = math.ceil(state.outstanding / config.chunks_per_worker)
+    else:  # pragma: no cover - the enum is closed
+        raise ValueError(f"unknown scaling strategy {strategy!r}")
+    wanted = max(wanted, 1)  # work in progress never means zero workers
+    return max(min(wanted, config.worker_count_max), floor)
+
+
+def desired_workers(config: ScalingConfig, state: ModelState) -> int:
+    """Workers this model should have: the formula, then never below the busy workers."""
+    return max(formula_workers(config, state), state.busy)
