@@ -1,0 +1,104 @@
+"""Turning a received upload into a stored file record, and serving stored files.
+
+Shared by the portfolio and analysis routes: the upload is streamed to a temporary name,
+type-checked, renamed into ``uploads/<uuid>/<name>`` (the storage layout of
+:mod:`oasis_keda.storage`), and only then recorded, so a refused or broken upload leaves
+neither a record nor a stray file.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+from fastapi import Request
+from starlette.responses import Response
+
+from oasis_keda.api.context import ApiContext, safe_name
+from oasis_keda.api.errors import NotFoundError, ValidationFailedError
+from oasis_keda.api.files import (
+    Upload,
+    check_content_type,
+    file_response,
+    receive_upload,
+    text_response,
+)
+from oasis_keda.storage import UPLOADS
+from oasis_keda.store import StoredFile
+
+FILE_FORMATS = ("csv", "parquet")
+
+
+async def receive_checked(request: Request, ctx: ApiContext) -> Upload:
+    upload = await receive_upload(
+        request,
+        dest_dir=ctx.storage.root / UPLOADS,
+        max_bytes=ctx.settings.max_upload_bytes,
+    )
+    try:
+        check_content_type(upload.filename, upload.content_type)
+    except ValidationFailedError:
+        upload.discard()
+        raise
+    return upload
+
+
+def place(ctx: ApiContext, upload: Upload) -> StoredFile:
+    """Move an accepted upload to its final place; a new (unsaved) record for it."""
+    name = safe_name(upload.filename)
+    target_dir = ctx.storage.root / UPLOADS / uuid.uuid4().hex
+    target_dir.mkdir(parents=True, exist_ok=False)
+    target = target_dir / name
+    upload.path.replace(target)
+    return StoredFile(
+        path=ctx.storage.relpath(target),
+        filename=upload.filename,
+        content_type=upload.content_type,
+        size_bytes=upload.size_bytes,
+    )
+
+
+def serve(
+    ctx: ApiContext,
+    item: StoredFile | None,
+    *,
+    content_type: str | None = None,
+    filename: str | None = None,
+    file_format: str | None = None,
+) -> Response:
+    """The stored bytes with their exact type; 404 if absent; optional csv/parquet view."""
+    if item is None:
+        raise NotFoundError()
+    path = ctx.storage.abspath(item.path)
+    if not path.is_file():
+        raise NotFoundError("The file is missing from storage.")
+    ctype = content_type or item.content_type
+    name = filename or item.filename
+    if file_format is not None:
+        return _converted(path, ctype, name, file_format)
+    return file_response(path, content_type=ctype, filename=name)
+
+
+def _converted(path: Path, ctype: str, name: str, file_format: str) -> Response:
+    import pandas as pd  # type: ignore[import-untyped]
+
+    if file_format not in FILE_FORMATS:
+        raise ValidationFailedError({"file_format": [f"must be one of {list(FILE_FORMATS)}"]})
+    is_parquet = ctype == "application/octet-stream" or name.endswith((".parquet", ".pq"))
+    if (file_format == "parquet") == is_parquet:
+        return file_response(path, content_type=ctype, filename=name)
+    stem = Path(name).stem
+    try:
+        if file_format == "parquet":
+            buf = io.BytesIO()
+            pd.read_csv(path).to_parquet(buf, index=False)
+            return text_response(
+                buf.getvalue(),
+                content_type="application/octet-stream",
+                filename=f"{stem}.parquet",
+            )
+        text = pd.read_parquet(path).to_csv(index=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types on bad files
+        raise ValidationFailedError({"file_format": [f"conversion failed: {exc}"]}) from None
+    return text_response(text, content_type="text/csv", filename=f"{stem}.csv")
