@@ -86,8 +86,8 @@ def api_settings(redis_url: str, storage_dir: Path, **changes: Any) -> ApiSettin
     return ApiSettings(core=core, user=USER, password=PASSWORD, **changes)
 
 
-@pytest.fixture
-def api_server(redis_url: str, tmp_path: Path) -> Iterator[ApiServer]:
+@pytest.fixture(name="api_server")
+def api_server_fixture(redis_url: str, tmp_path: Path) -> Iterator[ApiServer]:
     server = start_server(api_settings(redis_url, tmp_path / "storage"))
     try:
         yield server

@@ -31,7 +31,7 @@ from oasis_keda.api.auth import SECRET_FILE_NAME
 from oasis_keda.api.errors import ApiConfigError
 from oasis_keda.registry import Registry
 from oasis_keda.store import SubTask, make_engine, make_session_factory
-from tests.integration.api_support import ApiServer, api_server  # noqa: F401
+from tests.integration.api_support import ApiServer, api_server_fixture  # noqa: F401
 from worker.synth import write_synthetic_model
 
 DT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
