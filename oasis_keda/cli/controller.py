@@ -1,0 +1,89 @@
+"""``oasis-keda controller serve``: the task controller.
+
+Consumes main tasks from ``keys.CONTROLLER_QUEUE`` (one at a time: dispatch is quick), and
+runs the janitor that restores sub-tasks of dead workers and keeps the scaler's main-task
+state equal to the records (also once at start-up, to repair what a crash left).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import click
+
+from oasis_keda import keys
+from oasis_keda.cli import environ
+from oasis_keda.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def controller() -> None:
+    """Run the task controller."""
+
+
+@controller.command("serve")
+@click.option("--redis-url", default=None, help="Broker (default: OASIS_KEDA_REDIS_URL).")
+@click.option("--storage-dir", default=None, type=click.Path(file_okay=False))
+@click.option("--database-url", default=None, help="Records DB (OASIS_KEDA_DATABASE_URL).")
+@click.option(
+    "--janitor-interval-s", default=5.0, show_default=True, type=click.FloatRange(min=0.1)
+)
+@click.option(
+    "--janitor-grace-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Restore an unacked sub-task only after this long without a live lease.",
+)
+def serve(
+    redis_url: str | None,
+    storage_dir: str | None,
+    database_url: str | None,
+    janitor_interval_s: float,
+    janitor_grace_s: float,
+) -> None:
+    """Consume main tasks until SIGTERM."""
+    from task_controller.app import make_controller, model_queues, reconcile
+    from task_controller.janitor import Janitor
+    from worker import signals
+
+    settings = Settings.from_env(environ()).replace(
+        redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
+    )
+    ctl = make_controller(settings)
+    signals.install(recorder=ctl.app.oasis.recorder)
+    reconcile(ctl)
+    janitor = Janitor(
+        ctl.client,
+        queues=lambda: model_queues(ctl),
+        reconcile=lambda: reconcile(ctl),
+        grace_s=janitor_grace_s,
+        interval_s=janitor_interval_s,
+    )
+    janitor.start()
+    node = f"controller.{os.getpid()}@{socket.gethostname()}"
+    try:
+        ctl.app.worker_main(
+            [
+                "worker",
+                "--queues",
+                keys.CONTROLLER_QUEUE,
+                "--hostname",
+                node,
+                "--pool",
+                "solo",
+                "--prefetch-multiplier",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            ]
+        )
+    finally:
+        janitor.stop()

@@ -1,0 +1,241 @@
+"""Controller-side record operations: analyses and portfolios, sub-task rows of a plan,
+status counts, cancel, and the reconciliation of the scaler's main-task HASH.
+
+Worker-side transitions (started, completed, failed, stage finished) live in
+:mod:`worker.recording`; both go through one records database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from oasis_keda import keys
+from oasis_keda.storage import Storage
+from oasis_keda.store import Analysis, StoredFile, SubTask, SubTaskStatus
+from task_controller.errors import AnalysisNotFoundError
+from worker.recording import main_task_field, utcnow
+from worker.stages import SPECS, StageSpec, stage_of_status
+
+STATUS_COUNT_KEYS = ("PENDING", "QUEUED", "STARTED", "COMPLETED", "CANCELLED", "ERROR")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlannedSubTask:
+    slug: str
+    name: str
+    task: str
+    task_id: str
+    chunk_index: int | None = None
+
+
+def store_file(
+    session: Session, storage: Storage, source: Path, *, content_type: str
+) -> StoredFile:
+    """Copy a user's file into the storage directory and record it."""
+    relpath, size = storage.store_upload(source)
+    stored = StoredFile(
+        path=relpath, filename=source.name, content_type=content_type, size_bytes=size
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def get_analysis(session: Session, analysis_id: int) -> Analysis:
+    analysis = session.get(Analysis, analysis_id)
+    if analysis is None:
+        raise AnalysisNotFoundError(analysis_id)
+    return analysis
+
+
+def create_subtasks(
+    session: Session,
+    analysis: Analysis,
+    *,
+    stage: str,
+    queue: str,
+    planned: Sequence[PlannedSubTask],
+) -> list[SubTask]:
+    now = utcnow()
+    rows = [
+        SubTask(
+            analysis_id=analysis.id,
+            run_number=analysis.run_number,
+            stage=stage,
+            slug=item.slug,
+            name=item.name,
+            task_id=item.task_id,
+            status=SubTaskStatus.PENDING.value,
+            queue_name=queue,
+            pending_time=now,
+        )
+        for item in planned
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def subtasks(session: Session, analysis_id: int, run_number: int | None = None) -> list[SubTask]:
+    """Sub-tasks of a run (default: the analysis's current run), in creation order."""
+    if run_number is None:
+        run_number = get_analysis(session, analysis_id).run_number
+    return list(
+        session.scalars(
+            select(SubTask)
+            .where(SubTask.analysis_id == analysis_id, SubTask.run_number == run_number)
+            .order_by(SubTask.id)
+        )
+    )
+
+
+def status_count(session: Session, analysis: Analysis) -> dict[str, int]:
+    """Oasis's ``status_count`` over the current run's sub-tasks."""
+    rows = session.execute(
+        select(SubTask.status, func.count())
+        .where(SubTask.analysis_id == analysis.id, SubTask.run_number == analysis.run_number)
+        .group_by(SubTask.status)
+    ).all()
+    counts: Counter[str] = Counter({status: n for status, n in rows})
+    result = {key: counts.get(key, 0) for key in STATUS_COUNT_KEYS}
+    result["TOTAL"] = sum(counts.values())
+    result["TOTAL_IN_QUEUE"] = result["PENDING"] + result["QUEUED"]
+    return result
+
+
+def error_subtask_ids(session: Session, analysis: Analysis) -> list[int]:
+    return list(
+        session.scalars(
+            select(SubTask.id).where(
+                SubTask.analysis_id == analysis.id,
+                SubTask.run_number == analysis.run_number,
+                SubTask.status == SubTaskStatus.ERROR.value,
+            )
+        )
+    )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def subtask_dict(sub: SubTask, *, logs: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": sub.id,
+        "task_id": sub.task_id,
+        "status": sub.status,
+        "queue_name": sub.queue_name,
+        "name": sub.name,
+        "slug": sub.slug,
+        "stage": sub.stage,
+        "run_number": sub.run_number,
+        "worker": sub.worker,
+        "pending_time": _iso(sub.pending_time),
+        "queue_time": _iso(sub.queue_time),
+        "start_time": _iso(sub.start_time),
+        "end_time": _iso(sub.end_time),
+        "retry_count": sub.retry_count,
+    }
+    if logs:
+        data.update(output_log=sub.output_log, error_log=sub.error_log, retry_log=sub.retry_log)
+    return data
+
+
+def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
+    """The shape ``analyses show --json`` prints (Oasis field names where they exist)."""
+    return {
+        "id": analysis.id,
+        "name": analysis.name,
+        "portfolio": analysis.portfolio_id,
+        "model": analysis.model_id,
+        "status": analysis.status,
+        "run_mode": analysis.run_mode,
+        "priority": analysis.priority,
+        "run_number": analysis.run_number,
+        "created": _iso(analysis.created),
+        "modified": _iso(analysis.modified),
+        "task_started": _iso(analysis.task_started),
+        "task_finished": _iso(analysis.task_finished),
+        "lookup_chunks": analysis.lookup_chunks,
+        "analysis_chunks": analysis.analysis_chunks,
+        "num_events_total": analysis.num_events_total,
+        "num_events_complete": analysis.num_events_complete,
+        "chunking_configuration": analysis.chunking_configuration,
+        "input_file": analysis.input_file_id,
+        "output_file": analysis.output_file_id,
+        "settings_file": analysis.settings_file_id,
+        "input_generation_traceback_file": analysis.input_generation_traceback_file_id,
+        "run_traceback_file": analysis.run_traceback_file_id,
+        "sub_task_count": status_count(session, analysis)["TOTAL"],
+        "sub_task_error_ids": error_subtask_ids(session, analysis),
+        "status_count": status_count(session, analysis),
+    }
+
+
+def active_analyses(session: Session) -> list[Analysis]:
+    """Analyses whose status says a stage is in progress."""
+    statuses = [s for spec in SPECS.values() for s in spec.active]
+    return list(session.scalars(select(Analysis).where(Analysis.status.in_(statuses))))
+
+
+def stage_in_progress(analysis: Analysis) -> StageSpec | None:
+    return stage_of_status(analysis.status)
+
+
+def reconcile_main_tasks(
+    session: Session, client: redis.Redis, model_ids: Sequence[str]
+) -> tuple[int, int]:
+    """Make each model's main-task HASH equal what the records say is in progress.
+
+    Returns (fields added, fields removed). Run at controller start-up and by the janitor:
+    a crash between a record change and the HASH change leaves them apart.
+    """
+    wanted: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    for analysis in active_analyses(session):
+        spec = stage_in_progress(analysis)
+        if spec is None:
+            continue
+        stage = _main_task_stage(session, analysis, spec)
+        wanted.setdefault(analysis.model_id, {})[main_task_field(analysis.id, stage)] = str(
+            analysis.priority
+        )
+    added = removed = 0
+    for model_id, fields in wanted.items():
+        key = keys.main_tasks(model_id)
+        current = {
+            (k.decode() if isinstance(k, bytes) else str(k)): v
+            for k, v in client.hgetall(key).items()
+        }
+        stale = [f for f in current if f not in fields]
+        missing = {f: p for f, p in fields.items() if f not in current}
+        if not stale and not missing:
+            continue
+        with client.pipeline() as pipe:
+            if stale:
+                pipe.hdel(key, *stale)
+            if missing:
+                pipe.hset(key, mapping=dict(missing))  # type: ignore[arg-type]
+            pipe.publish(keys.activity_channel(model_id), "main-task")
+            pipe.execute()
+        added += len(missing)
+        removed += len(stale)
+    return added, removed
+
+
+def _main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:
+    # The noop benchmark stage shares the inputs statuses; its sub-tasks say which it is.
+    stage = session.scalar(
+        select(SubTask.stage)
+        .where(SubTask.analysis_id == analysis.id, SubTask.run_number == analysis.run_number)
+        .limit(1)
+    )
+    return stage or spec.stage

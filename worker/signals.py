@@ -1,0 +1,106 @@
+"""Worker-process hooks: busy leases for the scaler, and QUEUED records on publish.
+
+Leases are kept by the worker's MAIN process (the one that talks to the broker), so that
+whatever runs the task (the main thread of a solo pool, or a prefork child) the scaler
+counts a reserved or running sub-task, and a SIGKILLed worker stops counting within one
+lease TTL. The hooks: ``task_received`` (reserved), :class:`LeasedRequest` (Celery calls
+its ``on_accepted``/``on_success``/``on_failure`` in the main process: running, done), and
+``task_revoked``/``task_rejected`` (done). Celery signals are process-global, hence the one
+module-level state holder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+from celery.worker.request import Request
+
+from oasis_keda.leases import LeaseKeeper
+from worker.recording import Recorder
+from worker.stages import TASK_PREFIX
+
+logger = logging.getLogger(__name__)
+
+
+class _State:
+    keeper: LeaseKeeper | None = None
+    recorder: Recorder | None = None
+
+
+STATE = _State()
+
+
+def _keeper() -> LeaseKeeper | None:
+    return STATE.keeper
+
+
+class LeasedRequest(Request):  # type: ignore[misc]
+    """A Celery request that tells the lease keeper when its task runs and ends."""
+
+    def on_accepted(self, pid: Any, time_accepted: Any) -> None:
+        keeper = _keeper()
+        if keeper is not None:
+            keeper.task_started(self.id)
+        super().on_accepted(pid, time_accepted)
+
+    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> None:
+        try:
+            super().on_success(failed__retval__runtime, **kwargs)
+        finally:
+            keeper = _keeper()
+            if keeper is not None:
+                keeper.task_done(self.id)
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        try:
+            super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        finally:
+            keeper = _keeper()
+            if keeper is not None:
+                keeper.task_done(self.id)
+
+
+def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    keeper = _keeper()
+    if keeper is not None and request is not None:
+        keeper.task_reserved(request.id)
+
+
+def _on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    keeper = _keeper()
+    if keeper is not None and request is not None:
+        keeper.task_done(request.id)
+
+
+def _on_rejected(sender: Any = None, message: Any = None, **_: Any) -> None:
+    keeper = _keeper()
+    task_id = (getattr(message, "headers", None) or {}).get("id")
+    if keeper is not None and task_id:
+        keeper.task_done(task_id)
+
+
+def _on_published(sender: Any = None, headers: Any = None, **_: Any) -> None:
+    """A sub-task's message reached the broker: PENDING -> QUEUED (any publishing process)."""
+    recorder = STATE.recorder
+    if recorder is None or not isinstance(sender, str) or not sender.startswith(TASK_PREFIX):
+        return
+    task_id = (headers or {}).get("id")
+    if task_id:
+        try:
+            recorder.mark_queued(task_id)
+        except Exception:  # a record write must never fail the publish
+            logger.exception("could not mark sub-task %s QUEUED", task_id)
+
+
+def install(*, recorder: Recorder | None, keeper: LeaseKeeper | None = None) -> None:
+    """Activate the hooks in this process."""
+    STATE.recorder = recorder
+    STATE.keeper = keeper
+    signals.task_received.connect(_on_received, weak=False)
+    signals.task_revoked.connect(_on_revoked, weak=False)
+    signals.task_rejected.connect(_on_rejected, weak=False)
+    signals.after_task_publish.connect(_on_published, weak=False)

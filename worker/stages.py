@@ -1,0 +1,168 @@
+"""The two analysis stages as Oasis names them: their sub-task slugs, task names and statuses.
+
+PURE data shared by the controller (which plans and dispatches) and the workers (which run
+and record). It lives on the worker side because the controller may import worker task
+definitions, never the reverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final, TypedDict
+
+INPUTS: Final = "inputs"
+LOSSES: Final = "losses"
+
+#: Analysis statuses from which a request may start each stage (OASIS_API.md section 5).
+GENERATE_ALLOWED_FROM: Final = frozenset(
+    {
+        "NEW",
+        "INPUTS_GENERATION_ERROR",
+        "INPUTS_GENERATION_NO_KEYS",
+        "INPUTS_GENERATION_CANCELLED",
+        "READY",
+        "RUN_COMPLETED",
+        "RUN_CANCELLED",
+        "RUN_ERROR",
+    }
+)
+RUN_ALLOWED_FROM: Final = frozenset({"READY", "RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED"})
+
+TASK_PREFIX: Final = "oasis_keda.worker."
+#: Controller task a worker sends when a generate-and-run's inputs are READY.
+REQUEST_RUN_TASK: Final = "oasis_keda.controller.request_run"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Step:
+    """One sub-task kind of a stage."""
+
+    slug: str
+    """Oasis slug; chunk steps get ``-{k}`` appended."""
+    name: str
+    """Human name; chunk steps get `` {k}`` appended."""
+    task: str
+    """Celery task name."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StageSpec:
+    """A stage: steps before the chunks, the chunk step (a chord header), steps after."""
+
+    stage: str
+    before: tuple[Step, ...]
+    chunk: Step
+    after: tuple[Step, ...]
+    allowed_from: frozenset[str]
+    queued: str
+    started: str
+    done: str
+    error: str
+    cancelled: str
+
+    @property
+    def active(self) -> frozenset[str]:
+        """Statuses in which the stage is in progress."""
+        return frozenset({self.queued, self.started})
+
+    def slugs(self, chunks: int) -> list[str]:
+        """Every sub-task slug, in dispatch order, for ``chunks`` chunks."""
+        return (
+            [s.slug for s in self.before]
+            + [f"{self.chunk.slug}-{k}" for k in range(1, chunks + 1)]
+            + [s.slug for s in self.after]
+        )
+
+
+def _step(slug: str, name: str) -> Step:
+    return Step(slug=slug, name=name, task=TASK_PREFIX + slug.replace("-", "_"))
+
+
+INPUTS_SPEC: Final = StageSpec(
+    stage=INPUTS,
+    before=(_step("prepare-input-generation-params", "Prepare input generation params"),),
+    chunk=_step("prepare-keys-file", "Prepare keys file"),
+    after=(
+        _step("collect-keys", "Collect keys"),
+        _step("write-input-files", "Write input files"),
+        _step("cleanup-input-generation", "Cleanup input generation"),
+    ),
+    allowed_from=GENERATE_ALLOWED_FROM,
+    queued="INPUTS_GENERATION_QUEUED",
+    started="INPUTS_GENERATION_STARTED",
+    done="READY",
+    error="INPUTS_GENERATION_ERROR",
+    cancelled="INPUTS_GENERATION_CANCELLED",
+)
+
+LOSSES_SPEC: Final = StageSpec(
+    stage=LOSSES,
+    before=(_step("prepare-losses-generation-directory", "Prepare losses generation directory"),),
+    chunk=_step("generate-losses-chunk", "Generate losses chunk"),
+    after=(
+        _step("generate-losses-output", "Generate losses output"),
+        _step("cleanup-losses-generation", "Cleanup losses generation"),
+    ),
+    allowed_from=RUN_ALLOWED_FROM,
+    queued="RUN_QUEUED",
+    started="RUN_STARTED",
+    done="RUN_COMPLETED",
+    error="RUN_ERROR",
+    cancelled="RUN_CANCELLED",
+)
+
+#: A trivial stage with the same shape, for the sub-task overhead benchmark and canvas tests.
+NOOP_SPEC: Final = StageSpec(
+    stage="noop",
+    before=(_step("noop-prepare", "Noop prepare"),),
+    chunk=_step("noop-chunk", "Noop chunk"),
+    after=(_step("noop-collect", "Noop collect"), _step("noop-cleanup", "Noop cleanup")),
+    allowed_from=GENERATE_ALLOWED_FROM,
+    queued="INPUTS_GENERATION_QUEUED",
+    started="INPUTS_GENERATION_STARTED",
+    done="READY",
+    error="INPUTS_GENERATION_ERROR",
+    cancelled="INPUTS_GENERATION_CANCELLED",
+)
+
+SPECS: Final = {spec.stage: spec for spec in (INPUTS_SPEC, LOSSES_SPEC, NOOP_SPEC)}
+
+
+def spec_for(stage: str) -> StageSpec:
+    try:
+        return SPECS[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}") from None
+
+
+def stage_of_status(status: str) -> StageSpec | None:
+    """The real stage (inputs or losses) a status belongs to while it is in progress."""
+    for spec in (INPUTS_SPEC, LOSSES_SPEC):
+        if status in spec.active:
+            return spec
+    return None
+
+
+class Job(TypedDict):
+    """The JSON job every sub-task of a stage receives: all a worker needs, so that it never
+    reads the model registry."""
+
+    analysis_id: int
+    run_number: int
+    stage: str
+    model_id: str
+    model_dir: str | None
+    """Absolute path of the oasislmf model directory."""
+    queue: str
+    num_chunks: int
+    run_root: str
+    """Absolute path of ``<storage>/analyses/<id>/runs/<n>``."""
+    location_file: str | None
+    accounts_file: str | None
+    settings_file: str | None
+    """Absolute path of the run's ``analysis_settings.json``."""
+    input_dir: str | None
+    """Losses: the inputs directory written by the generate run."""
+    events: int | None
+    options: dict[str, Any]
+    """Test and benchmark hooks (e.g. ``noop_fail_chunk``); empty in production."""
