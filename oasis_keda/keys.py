@@ -26,6 +26,11 @@ CONTROLLER_QUEUE = "oasis-keda.controller"
 MODEL_QUEUE_PREFIX = "oasis-keda.model."
 
 
+#: HASH model_id -> JSON ``{"desired", "actual", "metric", "active", "reason", "at"}``, written
+#: by the local autoscaler (``oasis-keda up``): desired and actual workers per model.
+RUNTIME_REPLICAS = f"{PREFIX}:runtime:replicas"
+
+
 def queue_lists(queue: str) -> list[str]:
     """Every Redis list that holds waiting messages of a Celery queue."""
     return [queue if p == 0 else f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
