@@ -1,0 +1,119 @@
+"""Keep this worker pod's ``controller.kubernetes.io/pod-deletion-cost`` current.
+
+When the HPA lowers a Deployment's replicas, the ReplicaSet removes the pods with the
+lowest deletion cost first. A worker marks its pod busy (high cost) when a task starts
+and idle (low cost) when the last running task ends, so scale-in takes idle pods and
+leaves running chunks alone (DESIGN.md section 4; Oasis #900 killed busy pods).
+
+The Celery pool runs tasks in several processes of one pod, so the number of running
+tasks is counted in a small file under an exclusive lock; only the 0 -> 1 and 1 -> 0
+transitions patch the pod. Outside a cluster (no service account, no pod name) this is off
+and every call is a no-op. Nothing here ever raises into the worker: an API error is
+logged and the task goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from oasis_keda.k8s.client import KubeClient, in_cluster_config, pod_path
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+BUSY_COST = 10000
+IDLE_COST = -100
+#: API call budget: a slow API server must not hold up a task for long.
+PATCH_TIMEOUT_S = 2.0
+
+
+class PodDeletionCost:
+    """Busy/idle marker for one pod; safe to call from any process of the pod."""
+
+    def __init__(
+        self,
+        client: KubeClient | None,
+        *,
+        pod_name: str = "",
+        namespace: str = "",
+        state_dir: Path | None = None,
+        busy_cost: int = BUSY_COST,
+        idle_cost: int = IDLE_COST,
+    ) -> None:
+        self._client = client if (client is not None and pod_name) else None
+        self.pod_name = pod_name
+        self.namespace = namespace or (client.namespace if client else "")
+        self.busy_cost = busy_cost
+        self.idle_cost = idle_cost
+        directory = state_dir or Path(tempfile.gettempdir())
+        self._state_file = directory / f"oasis-keda-busy-{pod_name or 'local'}.count"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **kwargs: object) -> PodDeletionCost:
+        """In a pod: patch it through the service account. Anywhere else: off."""
+        pod_name = env.get("OASIS_KEDA_POD_NAME", "")
+        try:
+            config = in_cluster_config(env)
+        except OSError as exc:  # unreadable service account files
+            logger.warning("pod deletion cost off: %s", exc)
+            config = None
+        if config is None or not pod_name:
+            logger.debug("pod deletion cost off: not in a cluster or no OASIS_KEDA_POD_NAME")
+            return cls(None, **kwargs)  # type: ignore[arg-type]
+        namespace = env.get("OASIS_KEDA_POD_NAMESPACE") or config.namespace
+        client = KubeClient(config, timeout_s=PATCH_TIMEOUT_S)
+        return cls(client, pod_name=pod_name, namespace=namespace, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    def busy(self) -> None:
+        """A task started in this pod."""
+        self._step(+1)
+
+    def idle(self) -> None:
+        """A task ended in this pod (successfully or not)."""
+        self._step(-1)
+
+    def reset(self) -> None:
+        """The worker (re)started: no task runs here; mark the pod idle.
+
+        Call once from the worker's main process before the pool starts, so a count left
+        by a killed pool process does not keep the pod marked busy forever.
+        """
+        self._step(None)
+
+    def _step(self, delta: int | None) -> None:
+        if self._client is None:
+            return
+        try:
+            fd = os.open(self._state_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                # Patch under the lock, so patches from several pool processes keep order.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                raw = os.read(fd, 32).decode().strip()
+                before = int(raw) if raw.isdigit() else 0
+                after = 0 if delta is None else max(before + delta, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(after).encode())
+                if before == 0 and after > 0:
+                    self._patch(self.busy_cost)
+                elif after == 0 and (before > 0 or delta is None):
+                    self._patch(self.idle_cost)
+            finally:
+                os.close(fd)  # releases the lock
+        except Exception:  # never into the worker: a missed patch only costs scale-in order
+            logger.warning("could not update pod deletion cost", exc_info=True)
+
+    def _patch(self, cost: int) -> None:
+        assert self._client is not None
+        patch = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
+        self._client.merge_patch(pod_path(self.namespace, self.pod_name), patch)
+        logger.info("pod %s deletion cost set to %d", self.pod_name, cost)
