@@ -272,7 +272,7 @@ class Controller:
                 if stage == LOSSES:
                     analysis.analysis_chunks = plan.chunks
                     analysis.num_events_total = plan.basis or plan.chunks
-                else:
+                elif stage == INPUTS:
                     analysis.lookup_chunks = plan.chunks
                 canvas = build_canvas(
                     self.app, spec, job, planned, [r.id for r in rows], priority=analysis.priority

@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import tarfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -302,6 +303,10 @@ def noop_prepare(job: Job, subtask_id: int) -> None:
 
 def noop_chunk(job: Job, subtask_id: int, chunk_index: int) -> int:
     fail_chunk = job["options"].get("noop_fail_chunk")
+    sleep_s = float(job["options"].get("noop_sleep_s", 0))
+    if sleep_s:
+        print(f"noop chunk {chunk_index} sleeping {sleep_s} s")
+        time.sleep(sleep_s)
     if fail_chunk == chunk_index:
         raise InputError(f"noop chunk {chunk_index} was told to fail")
     return chunk_index
