@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from oasis_keda.k8s.client import KubeClient, in_cluster_config, pod_path
+from oasis_keda.k8s.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster_config, pod_path
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,21 @@ class PodDeletionCost:
         self._state_file = directory / f"oasis-keda-busy-{pod_name or 'local'}.count"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **kwargs: object) -> PodDeletionCost:
-        """In a pod: patch it through the service account. Anywhere else: off."""
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+        **kwargs: object,
+    ) -> PodDeletionCost:
+        """In a pod: patch it through the service account. Anywhere else: off.
+
+        Reads ``OASIS_KEDA_POD_NAME`` / ``OASIS_KEDA_POD_NAMESPACE`` (downward API) and the
+        in-cluster service account; keyword arguments go to the constructor.
+        """
         pod_name = env.get("OASIS_KEDA_POD_NAME", "")
         try:
-            config = in_cluster_config(env)
+            config = in_cluster_config(env, root=service_account_dir)
         except OSError as exc:  # unreadable service account files
             logger.warning("pod deletion cost off: %s", exc)
             config = None

@@ -13,6 +13,7 @@ pods, ScaledObject conditions, and notes in words), ``models``, ``scale-config``
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -23,9 +24,8 @@ from typing import Any
 import click
 import redis
 
-from oasis_keda import keys
 from oasis_keda.config import ScalingConfig
-from oasis_keda.errors import ConfigError, ModelNotFoundError
+from oasis_keda.errors import ConfigError, ModelNotFoundError, OasisKedaError
 from oasis_keda.k8s.client import (
     KubeClient,
     deployments_path,
@@ -43,11 +43,14 @@ from oasis_keda.k8s.status import (
     render_table,
     trigger_metadata,
 )
-from oasis_keda.registry import ModelRecord, Registry
+from oasis_keda.registry import Registry
+from scaler.errors import ScalerError
+from scaler.state import Snapshot, StateReader, make_client
 from scaler.strategies import ModelState
 
 WORKER_SELECTOR = "app.kubernetes.io/name=oasis-worker"
 DEFAULT_NAMESPACE = "oasis"
+REDIS_TIMEOUT_S = 5.0
 
 
 @dataclasses.dataclass
@@ -118,28 +121,17 @@ def cli(
     ctx.obj = PluginContext(kubeconfig, context, namespace, redis_url, endpoint, output)
 
 
-def _read_states(client: redis.Redis, records: list[ModelRecord]) -> dict[str, ModelState]:
-    """Queue state per model, read-only, in one pipeline (live leases only)."""
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    pipe = client.pipeline(transaction=False)
-    for r in records:
-        for name in keys.queue_lists(r.queue):
-            pipe.llen(name)
-        pipe.zcount(keys.leases_tasks(r.queue), f"({now_ms}", "+inf")
-        pipe.zcount(keys.leases_busy(r.queue), f"({now_ms}", "+inf")
-        pipe.hlen(keys.main_tasks(r.model_id))
-    values = [int(v) for v in pipe.execute()]
-    states, width, lists = {}, len(keys.PRIORITY_STEPS) + 3, len(keys.PRIORITY_STEPS)
-    for i, r in enumerate(records):
-        chunk = values[i * width : (i + 1) * width]
-        states[r.model_id] = ModelState(
-            waiting=sum(chunk[:lists]),
-            reserved=chunk[lists],
-            busy=chunk[lists + 1],
-            main_tasks=chunk[lists + 2],
-        )
-    return states
+def _read_snapshot(redis_url: str) -> Snapshot:
+    """Every model's configuration and live queue state, read as the scaler reads them."""
+
+    async def read() -> Snapshot:
+        client = make_client(redis_url, timeout_s=REDIS_TIMEOUT_S)
+        try:
+            return await StateReader(client, timeout_s=REDIS_TIMEOUT_S).read_all()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
 
 
 def _cluster_objects(pc: PluginContext) -> tuple[list[Any], list[Any], str]:
@@ -169,13 +161,16 @@ def _readings(
             so = by_model.get(model_id)
             metadata = trigger_metadata(so) if so else {"model": model_id}
             name = (so or {}).get("metadata", {}).get("name") or resource_name(model_id)
-            readings[model_id] = read_desired(
+            reading = read_desired(
                 channel,
                 name=name,
                 namespace=namespace,
                 metadata=metadata,
                 deadline_s=pc.scaler.deadline_s,
             )
+            readings[model_id] = reading
+            if reading.unreachable:  # one timeout is enough: do not wait once per model
+                return dict.fromkeys(ids, reading)
         return readings
     finally:
         channel.close()
@@ -191,16 +186,13 @@ def status(pc: PluginContext, model_ids: tuple[str, ...]) -> None:
     states: dict[str, ModelState] = {}
     limit: int | None = None
     if pc.redis_url:
-        registry = pc.registry()
         try:
-            records = registry.list()
-            configs = {r.model_id: r.scaling for r in records}
-            states = _read_states(registry.client, records)
-            limit = registry.global_worker_limit()
-        except redis.RedisError as exc:
+            snapshot = _read_snapshot(pc.redis_url)
+            configs = {m: v.config for m, v in snapshot.models.items()}
+            states = {m: v.state for m, v in snapshot.models.items()}
+            limit = snapshot.limit
+        except (OasisKedaError, ScalerError) as exc:
             notes.append(f"registry unreachable at {safe_url(pc.redis_url)}: {exc}")
-        finally:
-            registry.client.close()
     else:
         notes.append("registry not read (no --redis-url): strategy and queue state unknown")
     try:
@@ -227,6 +219,12 @@ def status(pc: PluginContext, model_ids: tuple[str, ...]) -> None:
         global_limit=limit,
     )
     rows = [r for r in rows if r.model_id in ids]
+    unreachable = next((r for r in readings.values() if r.unreachable), None)
+    if unreachable is not None and pc.scaler is not None:
+        notes.append(
+            f"scaler unreachable at {pc.scaler.address} ({unreachable.error}); KEDA serves each "
+            "ScaledObject's fallback after failureThreshold errors"
+        )
     if pc.output == "json":
         click.echo(render_json(rows, global_limit=limit), nl=False)
     else:

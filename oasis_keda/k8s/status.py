@@ -117,12 +117,12 @@ def build_rows(
         if configs is not None and not registered:
             notes.append("model unknown to the registry: the scaler refuses it; register it")
         if dep is None:
-            notes.append("no worker Deployment: oasis-keda manifests model ID | kubectl apply -f -")
+            notes.append(
+                f"no worker Deployment: oasis-keda manifests model {model_id} | kubectl apply -f -"
+            )
         if so is None:
             notes.append("no ScaledObject: this model does not autoscale")
-        if reading is not None and reading.unreachable:
-            notes.append(f"scaler unreachable ({reading.error}); KEDA serves its fallback")
-        elif reading is not None and reading.error:
+        if reading is not None and reading.error and not reading.unreachable:
             notes.append(f"scaler error: {reading.error}")
         desired = reading.desired if reading else None
         if (

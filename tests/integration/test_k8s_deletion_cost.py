@@ -1,0 +1,260 @@
+"""Pod deletion cost against a fake Kubernetes API server at the wire.
+
+Covers: off without error outside a cluster (no service account, or no pod name); in a
+"cluster" (service-account token, namespace and CA files, HTTPS with that CA) busy/idle
+patch the pod's ``controller.kubernetes.io/pod-deletion-cost`` with a JSON merge patch;
+only the 0 -> 1 and 1 -> 0 transitions of running tasks patch, counted across processes;
+``reset`` clears a stale count; a rotated token is picked up; API errors and an unreachable
+server never raise into the caller; every request is allowed by the worker Role, and the
+Role grants nothing the code does not use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oasis_keda.k8s.client import ClusterConfig, KubeClient
+from oasis_keda.k8s.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
+from tests.k8s_support import FakeKubeAPI, allowed, fake_kube_api, granted, role_rules, used
+
+NS = "oasis"
+POD = "oasis-worker-synth-5d8f7-abcde"
+ROLE = "oasis-worker-deletion-cost"
+
+
+def _pod() -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "namespace": NS, "annotations": {"keep": "me"}},
+    }
+
+
+def _cost(api: FakeKubeAPI) -> str | None:
+    annotations = api.get("", "pods", NS, POD)["metadata"].get("annotations") or {}
+    assert annotations.get("keep") == "me"  # a merge patch leaves other annotations alone
+    return annotations.get(ANNOTATION)
+
+
+def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it."""
+    crypto = pytest.importorskip("cryptography")
+    del crypto
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test-ca"))
+        .issuer_name(name("test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("kubernetes"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_file, cert_file, key_file = tmp / "ca.crt", tmp / "tls.crt", tmp / "tls.key"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    cert_file.write_bytes(cert.public_bytes(pem))
+    key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_file, cert_file, key_file
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[FakeKubeAPI, dict[str, str], Path]]:
+    """An HTTPS fake API server, a service-account directory and a pod environment."""
+    ca, cert, key = _tls_files(tmp_path)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text("sa-token-1\n")
+    (sa / "namespace").write_text(NS)
+    (sa / "ca.crt").write_bytes(ca.read_bytes())
+    with fake_kube_api(token="sa-token-1", tls=(str(cert), str(key))) as api:
+        api.put("", "pods", _pod())
+        port = api.url.rsplit(":", 1)[1]
+        env = {
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": port,
+            "OASIS_KEDA_POD_NAME": POD,
+        }
+        yield api, env, sa
+
+
+def _marker(env: dict[str, str], sa: Path, state: Path) -> PodDeletionCost:
+    return PodDeletionCost.from_env(env, service_account_dir=sa, state_dir=state)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"OASIS_KEDA_POD_NAME": POD}, {"KUBERNETES_SERVICE_HOST": "127.0.0.1"}],
+)
+def test_off_without_error_outside_a_cluster(env: dict[str, str], tmp_path: Path) -> None:
+    marker = PodDeletionCost.from_env(
+        env, service_account_dir=tmp_path / "absent", state_dir=tmp_path
+    )
+    assert not marker.enabled
+    marker.reset()
+    marker.busy()
+    marker.idle()
+    assert not list(tmp_path.iterdir())  # not even the counter file
+
+
+def test_busy_and_idle_patch_the_own_pod_over_https(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    assert marker.enabled and marker.namespace == NS
+    marker.busy()
+    assert _cost(api) == str(BUSY_COST)
+    marker.idle()
+    assert _cost(api) == str(IDLE_COST)
+    patches = [r for r in api.requests if r.verb == "patch"]
+    assert [(r.resource, r.namespace, r.name) for r in patches] == [("pods", NS, POD)] * 2
+    assert {r.content_type for r in patches} == {"application/merge-patch+json"}
+    assert patches[0].body == {"metadata": {"annotations": {ANNOTATION: str(BUSY_COST)}}}
+
+
+def test_only_transitions_patch(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    marker.busy()
+    marker.busy()  # a second task in the same pod: still busy, no call
+    marker.idle()  # one task still runs
+    assert _cost(api) == str(BUSY_COST)
+    assert len(api.requests) == 1
+    marker.idle()
+    marker.idle()  # an extra idle (e.g. a task that failed before prerun) stays at 0
+    assert _cost(api) == str(IDLE_COST)
+    assert len(api.requests) == 2
+
+
+def test_running_tasks_are_counted_across_processes(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    """Celery's prefork pool runs tasks in several processes of one pod."""
+    api, env, sa = cluster
+    script = (
+        "import sys; from pathlib import Path;"
+        "from oasis_keda.k8s.deletion_cost import PodDeletionCost;"
+        "m = PodDeletionCost.from_env(dict(arg.split('=', 1) for arg in sys.argv[3:]),"
+        " service_account_dir=Path(sys.argv[2]), state_dir=Path(sys.argv[1]));"
+        "assert m.enabled; getattr(m, sys.stdin.read())()"
+    )
+    costs = []
+    for step in ("busy", "busy", "idle", "idle"):
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path), str(sa)]
+            + [f"{k}={v}" for k, v in env.items()],
+            input=step,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        costs.append(_cost(api))
+    assert costs == [str(BUSY_COST), str(BUSY_COST), str(BUSY_COST), str(IDLE_COST)]
+    assert len(api.requests) == 2
+
+
+def test_reset_clears_a_stale_count(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    api, env, sa = cluster
+    _marker(env, sa, tmp_path).busy()  # a pool process that was then killed
+    marker = _marker(env, sa, tmp_path)
+    marker.reset()
+    assert _cost(api) == str(IDLE_COST)
+    marker.busy()
+    assert _cost(api) == str(BUSY_COST)
+
+
+def test_a_rotated_token_is_read_again(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    marker.busy()
+    api.tokens = {"sa-token-2"}
+    (sa / "token").write_text("sa-token-2\n")
+    marker.idle()
+    assert _cost(api) == str(IDLE_COST)
+
+
+def test_api_errors_never_reach_the_worker(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    api.tokens = {"someone-else"}  # 401 from now on
+    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+        marker.busy()
+    assert "could not update pod deletion cost" in caplog.text
+    assert "401" in caplog.text
+    api.stop()  # connection refused from now on
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+        marker.idle()
+        marker.busy()
+    assert "Unreachable" in caplog.text
+
+
+def test_a_pod_that_is_gone_is_logged_not_raised(tmp_path: Path) -> None:
+    with fake_kube_api(token="t") as api:
+        client = KubeClient(ClusterConfig(server=api.url, namespace=NS, token="t"))
+        marker = PodDeletionCost(client, pod_name="vanished", state_dir=tmp_path)
+        marker.busy()
+        assert [r.name for r in api.requests] == ["vanished"]
+
+
+def test_worker_role_allows_exactly_what_the_code_calls(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path], tmp_path: Path
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    marker.reset()
+    marker.busy()
+    marker.idle()
+    rules = role_rules(ROLE)
+    assert api.requests
+    assert all(allowed(rules, r) for r in api.requests), api.requests
+    assert used(api.requests) == granted(rules) == {("", "pods", "patch")}
+    assert {r.namespace for r in api.requests} == {NS}
