@@ -373,6 +373,22 @@ class Controller:
             output_log="",
         )
         session.add(sub)
+        root = self.storage.run_dirs(analysis.id, analysis.run_number).root
+        root.mkdir(parents=True, exist_ok=True)
+        traceback_path = root / "traceback.txt"
+        traceback_path.write_text(message + "\n", encoding="utf-8")
+        stored = StoredFile(
+            path=self.storage.relpath(traceback_path),
+            filename=traceback_path.name,
+            content_type="text/plain",
+            size_bytes=traceback_path.stat().st_size,
+        )
+        session.add(stored)
+        session.flush()
+        if spec.stage == LOSSES:
+            analysis.run_traceback_file_id = stored.id
+        else:
+            analysis.input_generation_traceback_file_id = stored.id
         analysis.status = spec.error
         analysis.task_finished = now
 
