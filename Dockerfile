@@ -41,15 +41,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     OASIS_KEDA_STORAGE_DIR=/data
 
 # Warm the numba cache at build time: the oasislmf pipeline tools (gulmc, fmpy, summarypy,
-# ...) compile on first use, about 30 s each (DESIGN.md section 6). Run the built-in
-# synthetic model once, end to end, so every tool's compiled code lands in the cache; the
-# worker pods copy it into a writable emptyDir at start (their root filesystem is read-only).
-# `oasis-keda model synth` writes the synthetic model and `oasis-keda model run` runs one
-# analysis on it locally (both from the worker component). The cache must be built by the
-# same image and paths that run it, hence here and not on the volume.
+# ...) compile on first use, about 30 s each (DESIGN.md section 6). Write the built-in
+# synthetic model (what `oasis-keda model synth` writes) and run it once end to end with
+# oasislmf, so every tool's compiled code lands in the cache. Worker pods copy the cache into
+# a writable emptyDir at start (their root filesystem is read-only). The cache is built by
+# the same image and paths that use it, hence here and not on the model volume.
 RUN mkdir -p /opt/oasis-keda/numba-cache \
-    && oasis-keda model synth /tmp/warm-model \
-    && oasis-keda model run /tmp/warm-model --output /tmp/warm-run \
+    && python -c "from pathlib import Path; from worker.synth import write_synthetic_model; \
+write_synthetic_model(Path('/tmp/warm-model'))" \
+    && oasislmf model run --config /tmp/warm-model/oasislmf.json --model-run-dir /tmp/warm-run \
     && rm -rf /tmp/warm-model /tmp/warm-run /tmp/matplotlib \
     && chmod -R a+rX /opt/oasis-keda/numba-cache
 
