@@ -14,9 +14,10 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from oasis_keda import keys
@@ -58,6 +59,12 @@ def clear_main_task(client: redis.Redis, model_id: str, analysis_id: int, stage:
         pipe.execute()
 
 
+def _sqlite_normal_sync(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class Recorder:
     """Record transitions over a records database, a Redis client and the storage tree.
 
@@ -74,7 +81,13 @@ class Recorder:
     @property
     def sessions(self) -> sessionmaker[Session]:
         if self._sessions is None or self._pid != os.getpid():
-            self._sessions = _make_session_factory(make_engine(self.database_url))
+            engine = make_engine(self.database_url)
+            if engine.dialect.name == "sqlite":
+                # WAL + synchronous=NORMAL: a commit no longer waits for an fsync (the
+                # database stays consistent; a power cut may lose the last records only).
+                event.listen(engine, "connect", _sqlite_normal_sync)
+                engine.dispose()
+            self._sessions = _make_session_factory(engine)
             self._pid = os.getpid()
         return self._sessions
 
