@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime as dt
+import ipaddress
 import json
 import re
 import ssl
@@ -22,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 Obj = dict[str, Any]
@@ -62,8 +65,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class FakeKubeAPI:
     """Objects keyed by (group, resource, namespace, name); see the module docstring."""
 
-    def __init__(self, token: str = "test-token", tls: tuple[str, str] | None = None) -> None:
-        self.tokens = {token}
+    def __init__(
+        self,
+        token: str = "test-token",
+        tls: tuple[str, str] | None = None,
+        client_ca: str | None = None,
+    ) -> None:
+        self.tokens = {token} if token else set()
+        self._client_ca = client_ca
         self.objects: dict[tuple[str, str, str, str], Obj] = {}
         self.requests: list[Request] = []
         self.missing_resources: set[tuple[str, str]] = set()
@@ -113,6 +122,9 @@ class FakeKubeAPI:
         if self._tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*self._tls)
+            if self._client_ca:  # client-certificate authentication
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self._client_ca)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -153,7 +165,7 @@ class FakeKubeAPI:
         auth = h.headers.get("Authorization", "")
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
-        if auth.removeprefix("Bearer ") not in self.tokens:
+        if self.tokens and auth.removeprefix("Bearer ") not in self.tokens:
             self._status(h, 401, "Unauthorized", "Unauthorized")
             return
         m = _PATH.match(parsed.path)
@@ -267,3 +279,54 @@ def granted(rules: list[Obj]) -> set[tuple[str, str, str]]:
 
 def used(requests: list[Request]) -> set[tuple[str, str, str]]:
     return {(r.group, r.resource, r.verb) for r in requests}
+
+
+def tls_files(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 signed by it (also usable as a client
+    certificate): ``(ca.crt, tls.crt, tls.key)`` under ``tmp``."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test-ca"))
+        .issuer_name(name("test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("kubernetes"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_file, cert_file, key_file = tmp / "ca.crt", tmp / "tls.crt", tmp / "tls.key"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    cert_file.write_bytes(cert.public_bytes(pem))
+    key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_file, cert_file, key_file

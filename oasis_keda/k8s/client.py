@@ -23,11 +23,13 @@ import os
 import subprocess
 import tempfile
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 import yaml
 
 from oasis_keda.k8s.errors import KubeApiError, KubeConfigError
@@ -275,9 +277,12 @@ class KubeClient:
             data = json.dumps(body)
         url = self.config.server + path
         try:
-            resp = self._get_session().request(
-                method, url, data=data, headers=headers, timeout=self.timeout_s
-            )
+            with warnings.catch_warnings():
+                if self.config.insecure:  # asked for in the kubeconfig: do not warn per call
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                resp = self._get_session().request(
+                    method, url, data=data, headers=headers, timeout=self.timeout_s
+                )
         except requests.RequestException as exc:
             raise KubeApiError(0, "Unreachable", f"{method} {url}: {exc}") from exc
         if resp.status_code >= 400:

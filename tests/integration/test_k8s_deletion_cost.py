@@ -11,8 +11,6 @@ Role grants nothing the code does not use.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import subprocess
 import sys
@@ -23,7 +21,15 @@ import pytest
 
 from oasis_keda.k8s.client import ClusterConfig, KubeClient
 from oasis_keda.k8s.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
-from tests.k8s_support import FakeKubeAPI, allowed, fake_kube_api, granted, role_rules, used
+from tests.k8s_support import (
+    FakeKubeAPI,
+    allowed,
+    fake_kube_api,
+    granted,
+    role_rules,
+    tls_files,
+    used,
+)
 
 NS = "oasis"
 POD = "oasis-worker-synth-5d8f7-abcde"
@@ -44,61 +50,10 @@ def _cost(api: FakeKubeAPI) -> str | None:
     return annotations.get(ANNOTATION)
 
 
-def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it."""
-    crypto = pytest.importorskip("cryptography")
-    del crypto
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("test-ca"))
-        .issuer_name(name("test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("kubernetes"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    ca_file, cert_file, key_file = tmp / "ca.crt", tmp / "tls.crt", tmp / "tls.key"
-    ca_file.write_bytes(ca.public_bytes(pem))
-    cert_file.write_bytes(cert.public_bytes(pem))
-    key_file.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_file, cert_file, key_file
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[FakeKubeAPI, dict[str, str], Path]]:
     """An HTTPS fake API server, a service-account directory and a pod environment."""
-    ca, cert, key = _tls_files(tmp_path)
+    ca, cert, key = tls_files(tmp_path)
     sa = tmp_path / "serviceaccount"
     sa.mkdir()
     (sa / "token").write_text("sa-token-1\n")
