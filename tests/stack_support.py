@@ -71,7 +71,7 @@ class Stack:
         )
 
     def start_worker(
-        self, model_id: str, *, name: str = "worker", **_: Any
+        self, model_id: str, *, name: str = "worker", concurrency: int = 1
     ) -> subprocess.Popen[bytes]:
         proc = self.start(
             "worker",
@@ -80,6 +80,8 @@ class Stack:
             model_id,
             "--lease-ttl-s",
             str(LEASE_TTL_S),
+            "--concurrency",
+            str(concurrency),
             name=name,
         )
         self.wait_log(name, "ready.")

@@ -4,7 +4,8 @@ Leases are kept by the worker's MAIN process (the one that talks to the broker),
 whatever runs the task (the main thread of a solo pool, or a prefork child) the scaler
 counts a reserved or running sub-task, and a SIGKILLed worker stops counting within one
 lease TTL. The hooks: ``task_received`` (reserved), :class:`LeasedRequest` (Celery calls
-its ``on_accepted``/``on_success``/``on_failure`` in the main process: running, done), and
+its ``on_accepted``, ``acknowledge``/``reject``/``on_failure`` in the main process: running,
+done), and
 ``task_revoked``/``task_rejected`` (done). Celery signals are process-global, hence the one
 module-level state holder.
 """
@@ -45,13 +46,20 @@ class LeasedRequest(Request):  # type: ignore[misc]
             keeper.task_started(self.id)
         super().on_accepted(pid, time_accepted)
 
-    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> None:
+    # Celery's generated request class overrides on_success without calling up, so "done"
+    # hangs on the message's settlement, which every outcome goes through (ack, reject).
+
+    def acknowledge(self) -> None:
         try:
-            super().on_success(failed__retval__runtime, **kwargs)
+            super().acknowledge()
         finally:
-            keeper = _keeper()
-            if keeper is not None:
-                keeper.task_done(self.id)
+            _done(self.id)
+
+    def reject(self, requeue: bool = False) -> None:
+        try:
+            super().reject(requeue=requeue)
+        finally:
+            _done(self.id)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -59,9 +67,13 @@ class LeasedRequest(Request):  # type: ignore[misc]
         try:
             super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         finally:
-            keeper = _keeper()
-            if keeper is not None:
-                keeper.task_done(self.id)
+            _done(self.id)
+
+
+def _done(task_id: str) -> None:
+    keeper = _keeper()
+    if keeper is not None:
+        keeper.task_done(task_id)
 
 
 def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:

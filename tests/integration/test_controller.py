@@ -73,6 +73,16 @@ def test_stage_records_match_the_plan(
         "main task cleared",
     )
 
+    queue = keys.default_queue(MODEL)
+    wait_for(
+        lambda: (
+            redis_client.zcard(keys.leases_tasks(queue)) == 0
+            and redis_client.zcard(keys.leases_busy(queue)) == 0
+        ),
+        10,
+        "leases dropped once the sub-tasks are done",
+    )
+
     # a second run keeps the first run's records readable
     stack.controller.request(analysis_id, "noop", options={"noop_chunks": 2})
     assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
@@ -156,3 +166,19 @@ def test_priority_reaches_the_broker(
     assert redis_client.llen(lists[0]) == 1  # priority 10 -> kombu 0 (served first)
     assert redis_client.llen(lists[-1]) == 1  # priority 1 -> kombu 9
     assert redis_client.hget(keys.main_tasks(MODEL), f"{high}:noop") == b"10"
+
+
+def test_prefork_worker_runs_chunks_side_by_side(
+    stack: Stack, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    stack.start_controller()
+    stack.start_worker(MODEL, concurrency=2)
+    analysis_id = _analysis(stack, tmp_path)
+    stack.controller.request(analysis_id, "noop", options={"noop_chunks": 2, "noop_sleep_s": 2})
+    queue = keys.default_queue(MODEL)
+    wait_for(lambda: redis_client.zcard(keys.leases_tasks(queue)) == 2, 30, "two task leases")
+    assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
+    chunks = [s for s in stack.subtasks(analysis_id) if s.slug.startswith("noop-chunk")]
+    assert chunks[0].start_time < chunks[1].end_time  # type: ignore[operator]
+    assert chunks[1].start_time < chunks[0].end_time  # type: ignore[operator]
+    wait_for(lambda: redis_client.zcard(keys.leases_tasks(queue)) == 0, 10, "leases dropped")
