@@ -80,6 +80,8 @@ class SubTaskTask(Task):  # type: ignore[misc]
     #: ``finish`` tasks complete the stage themselves (in one transaction with the analysis).
     finishes_stage = False
     counts_events = False
+    is_chunk = False
+    step_slug = ""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         job, subtask_id = _job_and_id(args)
@@ -102,6 +104,7 @@ class SubTaskTask(Task):  # type: ignore[misc]
                     job["run_number"],
                 )
                 result = self.run(*args, **kwargs)
+                _pause_after(job, self._slug(args))
                 logger.info("%s completed", self.name)
             except TransientError as exc:
                 if request.retries < self.max_retries:
@@ -128,6 +131,11 @@ class SubTaskTask(Task):  # type: ignore[misc]
                 )
         return result
 
+    def _slug(self, args: tuple[Any, ...]) -> str:
+        if self.is_chunk and len(args) >= 3:
+            return f"{self.step_slug}-{args[2]}"
+        return str(self.step_slug)
+
     def _fail(self, subtask_id: int, exc: BaseException, output_log: str) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, InputError):
@@ -141,6 +149,20 @@ class SubTaskTask(Task):  # type: ignore[misc]
         if revoke:
             with contextlib.suppress(Exception):
                 self.app.control.revoke(revoke, terminate=True)
+
+
+def _pause_after(job: Job, slug: str) -> None:
+    """Test hook (``options["pause_after_s"][slug]``): hold a sub-task after its work is
+    done and before it is acknowledged, with a ``.paused-<slug>`` marker in the run dir, so
+    that tests can kill a worker at exactly that point."""
+    seconds = float((job["options"].get("pause_after_s") or {}).get(slug, 0))
+    if seconds <= 0:
+        return
+    marker = Path(job["run_root"]) / f".paused-{slug}"
+    marker.write_text(str(seconds))
+    logger.info("%s: pausing %s s after its work (test hook)", slug, seconds)
+    time.sleep(seconds)
+    marker.unlink(missing_ok=True)
 
 
 def _job_and_id(args: tuple[Any, ...]) -> tuple[Job, int]:
@@ -356,5 +378,7 @@ def _register_spec(app: Celery, spec: StageSpec) -> None:
             base=SubTaskTask,
             finishes_stage=step is last,
             counts_events=step is LOSSES_SPEC.chunk,
+            is_chunk=step is spec.chunk,
+            step_slug=step.slug,
             shared=False,
         )(body)
