@@ -329,6 +329,14 @@ def noop_chunk(job: Job, subtask_id: int, chunk_index: int) -> int:
     if sleep_s:
         print(f"noop chunk {chunk_index} sleeping {sleep_s} s")
         time.sleep(sleep_s)
+    transient = int(job["options"].get("noop_transient_failures", 0))
+    if transient:
+        # Fails the first ``transient`` attempts of chunk 1 with a TransientError.
+        counter = Path(job["run_root"]) / f".noop-attempts-{chunk_index}"
+        attempts = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(attempts + 1))
+        if chunk_index == 1 and attempts < transient:
+            raise TransientError(f"noop chunk 1 attempt {attempts + 1} failed on purpose")
     if fail_chunk == chunk_index:
         raise InputError(f"noop chunk {chunk_index} was told to fail")
     return chunk_index

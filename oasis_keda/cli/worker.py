@@ -68,6 +68,9 @@ def serve(
         model = Registry(app.oasis.client).get(model_id)
     except ModelNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
+    from worker.oasis_env import prepare_process
+
+    prepare_process()  # the persistent numba cache, before anything imports numba
     if warm is None:
         warm = bool(model.model_dir)
     if warm:

@@ -182,3 +182,28 @@ def test_prefork_worker_runs_chunks_side_by_side(
     assert chunks[0].start_time < chunks[1].end_time  # type: ignore[operator]
     assert chunks[1].start_time < chunks[0].end_time  # type: ignore[operator]
     wait_for(lambda: redis_client.zcard(keys.leases_tasks(queue)) == 0, 10, "leases dropped")
+
+
+def test_transient_errors_are_retried_a_bounded_number_of_times(
+    stack: Stack, tmp_path: Path
+) -> None:
+    stack.start_controller()
+    stack.start_worker(MODEL)
+    ok = _analysis(stack, tmp_path)
+    stack.controller.request(ok, "noop", options={"noop_chunks": 2, "noop_transient_failures": 2})
+    assert stack.wait_status(ok, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
+    chunk = next(s for s in stack.subtasks(ok) if s.slug == "noop-chunk-1")
+    assert chunk.status == "COMPLETED"
+    assert chunk.retry_count == 2
+    assert "attempt 2 failed on purpose" in (chunk.retry_log or "")
+
+    doomed = _analysis(stack, tmp_path)
+    stack.controller.request(
+        doomed, "noop", options={"noop_chunks": 2, "noop_transient_failures": 10}
+    )
+    status = stack.wait_status(doomed, {"READY", "INPUTS_GENERATION_ERROR"}, timeout_s=60)
+    assert status == "INPUTS_GENERATION_ERROR"
+    chunk = next(s for s in stack.subtasks(doomed) if s.slug == "noop-chunk-1")
+    assert chunk.status == "ERROR"
+    assert chunk.retry_count == 3
+    assert "attempt 4 failed on purpose" in (chunk.error_log or "")
