@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from oasis_keda.api.context import ApiContext
-from oasis_keda.api.errors import ServiceUnavailableError, ValidationFailedError
+from oasis_keda.api.errors import NotFoundError, ServiceUnavailableError, ValidationFailedError
 from oasis_keda.store import AnalysisStatus
 
 logger = logging.getLogger(__name__)
@@ -52,29 +52,19 @@ def _function(name: str) -> Callable[..., Any]:
     return result
 
 
-def _fields(exc: Exception) -> dict[str, Any] | None:
-    """The ``{field: [msg]}`` of a controller refusal, or None if it is not one."""
-    fields = getattr(exc, "fields", None)
-    if isinstance(fields, Mapping):
-        return {str(k): (v if isinstance(v, list | str) else str(v)) for k, v in fields.items()}
-    field = getattr(exc, "field", None)
-    if isinstance(field, str):
-        return {field: [str(getattr(exc, "message", exc))]}
-    return None
-
-
 def perform(ctx: ApiContext, name: str, analysis_id: int, *, options: Mapping[str, str]) -> None:
-    """Ask the controller to do ``name`` for the analysis; refusals become 400."""
+    """Ask the controller to do ``name`` for the analysis; refusals become 400, unknown 404."""
+    from task_controller.errors import AnalysisNotFoundError, RequestError
+
     func = _function(name)
     try:
         func(analysis_id, settings=ctx.settings.core)
-    except (ValueError, LookupError) as exc:
-        fields = _fields(exc)
-        if fields is None:
-            raise ValidationFailedError({"detail": [str(exc)]}) from exc
-        raise ValidationFailedError(fields) from exc
-    except Exception as exc:
-        fields = _fields(exc)
-        if fields is None:
-            raise
-        raise ValidationFailedError(fields) from exc
+    except RequestError as exc:
+        raise ValidationFailedError(
+            {
+                field: msg if isinstance(msg, list) else [str(msg)]
+                for field, msg in exc.fields.items()
+            }
+        ) from exc
+    except AnalysisNotFoundError as exc:
+        raise NotFoundError() from exc
