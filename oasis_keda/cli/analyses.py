@@ -324,3 +324,19 @@ def outputs(ctx: click.Context, analysis_id: int, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, out, dirs_exist_ok=True)
     click.echo(str(out))
+
+
+@analyses.command("timeline")
+@click.argument("analysis_id", type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--run", "run_number", type=int, default=None, help="Run number (default: latest).")
+@click.pass_context
+def timeline(ctx: click.Context, analysis_id: int, out: Path, run_number: int | None) -> None:
+    """Draw the sub-task timeline (rows per worker, coloured by step) as a PNG."""
+    from oasis_keda.runtime.timeline import draw_analysis_timeline
+
+    try:
+        path = draw_analysis_timeline(ctx.obj, analysis_id, out, run_number=run_number)
+    except OasisKedaError as exc:
+        fail(str(exc))
+    click.echo(str(path))

@@ -1,0 +1,80 @@
+"""``oasis-keda up``: the whole system on one machine until Ctrl-C.
+
+Redis (embedded unless ``OASIS_KEDA_REDIS_URL`` is set), the scaler, the task controller,
+the REST API and the local autoscaler (KEDA + HPA against the scaler, workers as processes).
+Ctrl-C or SIGTERM stops everything in order: workers finish their chunk and exit, then the
+services, then Redis. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from oasis_keda.cli import environ
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--storage-dir", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scaler-port", default=0, type=click.IntRange(0, 65535), help="0 = a free port.")
+@click.option("--api-port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--no-api", is_flag=True, help="Do not start the REST API.")
+@click.option("--polling-interval", default=None, type=click.IntRange(min=1), help="Seconds [1].")
+@click.option("--cooldown", default=None, type=click.IntRange(min=0), help="Seconds [5].")
+def up(
+    storage_dir: Path | None,
+    scaler_port: int,
+    api_port: int,
+    no_api: bool,
+    polling_interval: int | None,
+    cooldown: int | None,
+) -> None:
+    """Run Redis, the scaler, the controller, the API and the autoscaler until Ctrl-C."""
+    import dataclasses
+
+    from oasis_keda.embedded_redis import free_port
+    from oasis_keda.runtime.autoscaler import AutoscalerSettings
+    from oasis_keda.runtime.errors import LocalRuntimeError
+    from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
+    from oasis_keda.settings import Settings
+
+    env = environ()
+    try:
+        settings = Settings.from_env(env).replace(storage_dir=storage_dir)
+        autoscaling = AutoscalerSettings.from_env(env)
+        changes = {"polling_interval_s": polling_interval, "cooldown_period_s": cooldown}
+        autoscaling = dataclasses.replace(
+            autoscaling, **{k: v for k, v in changes.items() if v is not None}
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = SupervisorSettings(
+        settings=settings,
+        autoscaler=autoscaling,
+        scaler_port=scaler_port,
+        api=not no_api,
+        api_port=api_port or free_port(),
+    )
+    supervisor = Supervisor(config, env=env)
+    try:
+        supervisor.start()
+    except LocalRuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        click.echo(f"Redis       {supervisor.redis_url}", err=True)
+        click.echo(f"scaler      {supervisor.scaler_address} (gRPC)", err=True)
+        if supervisor.api_url:
+            click.echo(f"API         {supervisor.api_url}", err=True)
+        click.echo(f"storage     {settings.storage_dir}", err=True)
+        click.echo(f"logs        {supervisor.run_dir}", err=True)
+        click.echo("Running; Ctrl-C stops everything.", err=True)
+        asyncio.run(supervisor.serve())
+    finally:
+        click.echo("Stopping: workers first (warm shutdown), then the services.", err=True)
+        supervisor.stop()
+    click.echo("Stopped; nothing left running.", err=True)

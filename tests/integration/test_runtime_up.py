@@ -1,0 +1,173 @@
+"""The local runtime through ``up``'s supervisor: real Redis, scaler, controller, workers.
+
+Covers: the supervisor starts the scaler and the controller and stops them (nothing left
+running); submitted work takes a model's workers 0 -> N -> 0 through the local KEDA + HPA
+against the real scaler over gRPC (push activation, metric, cooldown); no sub-task is lost
+to a scale-down (SIGTERM is a warm shutdown, idle workers go first); every analysis
+completes; ``analyses timeline`` draws the timeline file. Uses the controller's trivial
+``noop`` stage (sleeping chunks) so no oasislmf run is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from oasis_keda.cli import cli
+from oasis_keda.registry import Registry
+from oasis_keda.runtime.autoscaler import AutoscalerSettings
+from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
+from oasis_keda.settings import Settings
+from oasis_keda.store import Analysis, SubTask, make_engine, make_session_factory
+
+MODEL = "noop-model"
+CHUNKS = 8
+ANALYSES = 2
+DEADLINE_S = 150.0
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not running: read its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _redis_state(client: redis.Redis) -> dict[str, object]:
+    """Every oasis-keda key with its content, for failure messages."""
+    state: dict[str, object] = {}
+    for key in client.scan_iter("oasis-keda*"):
+        kind = client.type(key).decode()
+        if kind == "zset":
+            state[key.decode()] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "hash":
+            state[key.decode()] = client.hgetall(key)
+        elif kind == "list":
+            state[key.decode()] = client.llen(key)
+    return state
+
+
+async def _wait_for(check, what: str, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "OASIS_KEDA_REDIS_URL": redis_url, "OASIS_KEDA_STORAGE_DIR": str(tmp_path)}
+    settings = Settings.from_env(env)
+    config = SupervisorSettings(
+        settings=settings,
+        autoscaler=AutoscalerSettings(
+            polling_interval_s=1, cooldown_period_s=2, scale_down_stabilization_s=2, grace_s=60
+        ),
+        api=False,
+    )
+    client = redis.Redis.from_url(redis_url)
+    registry = Registry(client)
+    registry.register(MODEL)
+    registry.set_scaling(
+        MODEL, {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 2, "worker_count_max": 3}
+    )
+    locations = tmp_path / "location.csv"
+    locations.write_text("LocNumber,Latitude,Longitude\n1,51.5,-0.5\n")
+
+    sup = Supervisor(config, env=env)
+    await asyncio.to_thread(sup.start)
+    pids = [p.proc.pid for p in sup.processes if p.proc is not None]
+    worker_pids: set[int] = set()
+    try:
+        autoscaler = sup.make_autoscaler()
+        stop = asyncio.Event()
+        serving = asyncio.create_task(sup.serve(until=stop))
+        await _wait_for(lambda: MODEL in autoscaler.models, "the model's autoscaler", 20)
+        model = autoscaler.models[MODEL]
+        assert model.state.replicas == 0  # idle model: no worker
+
+        from task_controller.app import make_controller
+
+        controller = make_controller(settings)
+        ids = []
+        for k in range(ANALYSES):
+            analysis_id = controller.create_analysis(
+                f"a{k}", model_id=MODEL, location_file=locations
+            )
+            controller.request(
+                analysis_id, "noop", options={"noop_chunks": CHUNKS, "noop_sleep_s": 1.5}
+            )
+            ids.append(analysis_id)
+
+        def finished() -> bool:
+            worker_pids.update(w.pid for w in model.pool.live)
+            with controller.sessions() as session:
+                statuses = [session.get(Analysis, i).status for i in ids]  # type: ignore[union-attr]
+            return all(s == "READY" for s in statuses)
+
+        await _wait_for(finished, "every analysis to complete", DEADLINE_S)
+        try:
+            await _wait_for(
+                lambda: model.state.replicas == 0 and not model.pool.live, "workers back to 0", 60
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; Redis state: {_redis_state(client)}") from None
+        stop.set()
+        await serving
+
+        desired = [s.desired for s in autoscaler.samples if s.model_id == MODEL]
+        assert desired[0] == 0
+        assert max(desired) >= 2, desired  # scaled past one worker (N > 1)
+        assert max(desired) <= 3  # worker_count_max
+        assert desired[-1] == 0
+        assert model.pool.crashed == 0
+
+        engine_sessions = make_session_factory(make_engine(settings.effective_database_url))
+        with engine_sessions() as session:
+            subs = [s for s in session.query(SubTask).all() if s.analysis_id in ids]
+        assert len(subs) == ANALYSES * (CHUNKS + 3)
+        assert {s.status for s in subs} == {"COMPLETED"}
+        killed = [s for s in subs if s.retry_count or s.status == "ERROR"]
+        assert killed == []  # no sub-task was killed (or redelivered) by a scale-down
+        assert len({s.worker for s in subs}) >= 2  # the work really spread over workers
+
+        out = tmp_path / "timeline.png"
+        result = CliRunner().invoke(
+            cli,
+            ["analyses", "timeline", str(ids[0]), "--out", str(out)],
+            env={"OASIS_KEDA_REDIS_URL": redis_url, "OASIS_KEDA_STORAGE_DIR": str(tmp_path)},
+        )
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes().startswith(b"\x89PNG")
+    finally:
+        if sup.autoscaler is not None and "serving" in locals() and not serving.done():
+            stop.set()
+            await serving
+        await asyncio.to_thread(sup.stop)
+        client.close()
+    assert worker_pids
+    assert not [pid for pid in [*pids, *worker_pids] if _alive(pid)]
+
+
+def test_timeline_of_an_unknown_analysis_is_a_clear_error(redis_url: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["analyses", "timeline", "999", "--out", str(tmp_path / "t.png")],
+        env={"OASIS_KEDA_REDIS_URL": redis_url, "OASIS_KEDA_STORAGE_DIR": str(tmp_path)},
+    )
+    assert result.exit_code != 0
+    assert "analysis 999 does not exist" in result.output
