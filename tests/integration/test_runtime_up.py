@@ -50,7 +50,8 @@ def _redis_state(client: redis.Redis) -> dict[str, object]:
     """Every oasis-keda key with its content, for failure messages."""
     state: dict[str, object] = {}
     for key in client.scan_iter("oasis-keda*"):
-        kind = client.type(key).decode()
+        raw = client.type(key)
+        kind = raw.decode() if isinstance(raw, bytes) else str(raw)
         if kind == "zset":
             state[key.decode()] = client.zrange(key, 0, -1, withscores=True)
         elif kind == "hash":
