@@ -182,6 +182,7 @@ class ModelAutoscaler:
         self.state = hpa.AutoscalerState(created_at=clock())
         self.lock = asyncio.Lock()  # KEDA's scalingMutex: poll and push never interleave
         self.last_metric: float | None = None
+        self.last_actual = 0
         self.peak = 0
 
     def _build(self, record: ModelRecord) -> tuple[ScaledObjectSpec, pb.ScaledObjectRef]:
@@ -254,6 +255,9 @@ class ModelAutoscaler:
         self.pool.scale_to(decision.replicas, busy)
         actual = len(self.pool.live)
         self.peak = max(self.peak, actual)
+        self.last_actual = actual
+        if metric is not None:
+            self.last_metric = metric
         if decision.replicas != before:
             logger.info(
                 "model %s: replicas %d -> %d (%s; metric %s, actual %d)",
@@ -264,16 +268,27 @@ class ModelAutoscaler:
                 metric,
                 actual,
             )
+        self._sample(metric, decision.replicas, actual, decision.reason)
+
+    def _sample(self, metric: float | None, desired: int, actual: int, reason: str) -> None:
         sample = ScalingSample(
             at=time.time(),
             model_id=self.model_id,
             metric=metric,
-            desired=decision.replicas,
+            desired=desired,
             actual=actual,
-            reason=decision.reason,
+            reason=reason,
         )
         self.on_sample(sample)
         self._publish(sample)
+
+    def track_processes(self) -> None:
+        """Record a sample when a worker process exited (or crashed) since the last one."""
+        self.pool.reap()
+        actual = len(self.pool.live)
+        if actual != self.last_actual:
+            self.last_actual = actual
+            self._sample(self.last_metric, self.state.replicas, actual, "ProcessExit")
 
     def _publish(self, sample: ScalingSample) -> None:
         payload = dataclasses.asdict(sample) | {"active": self.state.last_active_at is not None}
@@ -438,6 +453,11 @@ class LocalAutoscaler:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+    def track_processes(self) -> None:
+        """Notice worker exits between polls (warm shutdowns finishing, crashes)."""
+        for model in list(self.models.values()):
+            model.track_processes()
 
     def live_workers(self) -> int:
         return sum(len(m.pool.live) for m in self.models.values())

@@ -35,6 +35,7 @@ from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler
 from oasis_keda.runtime.errors import LocalRuntimeError
 from oasis_keda.runtime.plots import plot_timeline, plot_workers, spans_from_records
 from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
+from oasis_keda.runtime.workers import audit_worker_logs
 from oasis_keda.settings import Settings
 from oasis_keda.store import Analysis, StoredFile, SubTask
 
@@ -94,7 +95,10 @@ class DemoResult:
     analyses: list[AnalysisResult]
     subtasks_per_stage: dict[str, int]
     chunks_per_stage: dict[str, int]
-    lost_subtasks: int
+    failed_subtasks: int
+    redelivered_subtasks: int
+    interrupted_subtasks: int
+    """Tasks a worker received and never finished (its process ended mid-chunk)."""
     busy_sigterms: int
     final_workers: int
     timeline_png: Path
@@ -104,7 +108,9 @@ class DemoResult:
     def ok(self) -> bool:
         return (
             all(a.status == "RUN_COMPLETED" for a in self.analyses)
-            and self.lost_subtasks == 0
+            and self.failed_subtasks == 0
+            and self.redelivered_subtasks == 0
+            and self.interrupted_subtasks == 0
             and self.final_workers == 0
         )
 
@@ -260,6 +266,8 @@ async def _drive(
             live.update(render(sup.autoscaler, rows, time.monotonic() - started))
             if done_at is None and all(r["status"] in FINAL_STATUSES for r in rows):
                 done_at = time.monotonic()
+            if sup.autoscaler is not None:
+                sup.autoscaler.track_processes()
             workers = sup.autoscaler.live_workers() if sup.autoscaler else 0
             if done_at is not None and (
                 workers == 0 or time.monotonic() - done_at > config.drain_timeout_s
@@ -291,13 +299,14 @@ def summarize(
     results = []
     per_stage: Counter[str] = Counter()
     chunks_stage: Counter[str] = Counter()
-    lost = 0
+    failed = redelivered = 0
     with sessions() as session:
         subs = list(session.scalars(select(SubTask).where(SubTask.analysis_id.in_(ids))))
         for sub in subs:
             per_stage[sub.stage] += 1
             chunks_stage[sub.stage] += _is_chunk(sub.slug)
-            lost += sub.retry_count + (sub.status == "ERROR")
+            failed += sub.status == "ERROR"
+            redelivered += sub.retry_count
         for analysis_id in ids:
             analysis = session.get(Analysis, analysis_id)
             assert analysis is not None
@@ -339,7 +348,9 @@ def summarize(
         analyses=results,
         subtasks_per_stage=dict(per_stage),
         chunks_per_stage=dict(chunks_stage),
-        lost_subtasks=lost,
+        failed_subtasks=failed,
+        redelivered_subtasks=redelivered,
+        interrupted_subtasks=len(audit_worker_logs(sup.run_dir / "workers").unfinished),
         busy_sigterms=sum(m.pool.stopped_busy for m in autoscaler.models.values()),
         final_workers=final_workers,
         timeline_png=timeline,
@@ -372,7 +383,12 @@ def print_summary(result: DemoResult, console: Console) -> None:
         )
     console.print(f"peak workers            {result.peak_workers}")
     console.print(f"wall time               {result.wall_s:.1f} s (submit -> last analysis done)")
-    console.print(f"sub-tasks lost/retried  {result.lost_subtasks}")
+    console.print(f"sub-tasks failed        {result.failed_subtasks}")
+    console.print(f"sub-tasks retried       {result.redelivered_subtasks}")
+    console.print(
+        f"killed by scale-down    {result.interrupted_subtasks} "
+        "(tasks a worker took and did not finish, from the worker logs)"
+    )
     console.print(f"workers at the end      {result.final_workers} (scaled in by the autoscaler)")
     console.print(f"timeline                {result.timeline_png}")
     console.print(f"workers over time       {result.workers_png}")

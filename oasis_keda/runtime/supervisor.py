@@ -289,6 +289,7 @@ class Supervisor:
         task = asyncio.create_task(autoscaler.run(), name="local-autoscaler")
         try:
             while not stop.is_set() and not task.done():
+                autoscaler.track_processes()
                 for proc in self.processes:
                     if not proc.alive:
                         logger.error("%s exited; stopping\n%s", proc.name, proc.log_tail())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -212,3 +213,47 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         logger.error("process %s survived SIGKILL", proc.pid)
+
+
+_TASK_LINE = re.compile(
+    r"Task (\S+)\[([0-9a-fA-F-]{8,})\] (received|succeeded|raised|retry|failed)"
+    r"|(Discarding revoked task): (\S+)\[([0-9a-fA-F-]{8,})\]"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogAudit:
+    """What the worker logs say about every task a worker took."""
+
+    received: int
+    finished: int
+    unfinished: tuple[str, ...]
+    """``<log name>:<task id>`` of tasks a worker received and never finished: a chunk
+    interrupted by its worker's end (killed by a scale-down, or a crash)."""
+
+
+def audit_worker_logs(log_dir: Path) -> LogAudit:
+    """Match Celery's ``received`` lines against ``succeeded``/``raised``/``retry`` lines.
+
+    Each worker's log is read separately, so a task redelivered to another worker after its
+    first worker stopped mid-run shows up as unfinished in the first log.
+    """
+    received = finished = 0
+    unfinished: list[str] = []
+    for log in sorted(log_dir.glob("*.log")):
+        open_tasks: dict[str, str] = {}
+        for line in log.read_text(errors="replace").splitlines():
+            match = _TASK_LINE.search(line)
+            if match is None:
+                continue
+            if match.group(4):  # revoked before it ran (a cancelled or failed run)
+                task_id, event = match.group(6), "revoked"
+            else:
+                task_id, event = match.group(2), match.group(3)
+            if event == "received":
+                received += 1
+                open_tasks[task_id] = match.group(1)
+            elif open_tasks.pop(task_id, None) is not None:
+                finished += 1
+        unfinished += [f"{log.stem}:{task_id}" for task_id in open_tasks]
+    return LogAudit(received=received, finished=finished, unfinished=tuple(unfinished))
