@@ -79,8 +79,8 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             *self._extra_args,
         ]  # fmt: skip
-        log = (self._dir / "redis.log").open("ab")
-        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with (self._dir / "redis.log").open("ab") as log:  # the child keeps its own copy
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from oasis_keda import keys
+from scaler.aiotools import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,7 @@ class ActivityHub:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
 
     @contextlib.contextmanager
     def watch(self, model_id: str) -> Iterator[Watch]:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from oasis_keda.errors import BrokerUnavailableError
 from scaler._proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.activity import ActivityHub
+from scaler.aiotools import stop_task
 from scaler.deciding import Decider
 from scaler.service import ExternalScalerService
 from scaler.settings import ScalerSettings
@@ -61,6 +62,7 @@ class ScalerServer:
         self._serving: bool | None = None
         self._probe: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     def _redis_ok(self, ok: bool) -> None:
         if ok == self._serving:
@@ -81,14 +83,18 @@ class ScalerServer:
             task.add_done_callback(self._pending.discard)
 
     async def _probe_loop(self) -> None:
-        while True:
+        # Ends on self._stopping, not only on cancel: redis-py can swallow a cancellation
+        # that lands inside its connect, and the loop would then run on forever.
+        while not self._stopping.is_set():
             try:
                 await self.reader.ping()
                 self._redis_ok(True)
             except BrokerUnavailableError as exc:
                 logger.debug("health probe: %s", exc)
                 self._redis_ok(False)
-            await asyncio.sleep(self.settings.health_interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.health_interval_s):
+                    await self._stopping.wait()
 
     async def start(self) -> int:
         pb_grpc.add_ExternalScalerServicer_to_server(self.service, self.server)
@@ -114,14 +120,18 @@ class ScalerServer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.settings.grace_s if grace_s is None else grace_s
+        self._stopping.set()
         if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+            await stop_task(self._probe)
+        logger.debug("stop: health")
         await self.health.enter_graceful_shutdown()
+        logger.debug("stop: gRPC server")
         await self.server.stop(grace)
+        logger.debug("stop: activity hub")
         await self.hub.stop()
+        logger.debug("stop: Redis client")
         await self.client.aclose()
+        await self.client.connection_pool.disconnect(inuse_connections=True)
 
 
 async def serve(settings: ScalerSettings) -> None:

@@ -9,9 +9,9 @@ default ``metricType: AverageValue`` makes the HPA land on exactly that count.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import NoReturn
 
 import grpc
 
@@ -39,16 +39,21 @@ def model_id_from(metadata: Mapping[str, str]) -> str:
     return model_id
 
 
-async def _abort(context: grpc.aio.ServicerContext[object, object], exc: Exception) -> NoReturn:
-    if isinstance(exc, MetadataError):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if isinstance(exc, ModelNotFoundError):
-        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, BrokerUnavailableError):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-    if isinstance(exc, StoredConfigError):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    raise exc
+_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (MetadataError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StoredConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+_EXPECTED = tuple(kind for kind, _ in _STATUS)
+
+
+def status_for(exc: Exception) -> grpc.StatusCode:
+    """The gRPC status code for one of our errors."""
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
 
 
 class ExternalScalerService(pb_grpc.ExternalScalerServicer):
@@ -80,10 +85,10 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
     ) -> Decision:
         try:
             return await self._decide(ref)
-        except (MetadataError, ModelNotFoundError, BrokerUnavailableError,
-                StoredConfigError) as exc:  # fmt: skip
+        except _EXPECTED as exc:
             logger.debug("%s for %s: %s", type(exc).__name__, ref.name, exc)
-            await _abort(context, exc)
+            await context.abort(status_for(exc), str(exc))
+            raise  # pragma: no cover - abort raises
 
     async def IsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[object, object]
@@ -112,35 +117,33 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
     async def StreamIsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[pb.IsActiveResponse]:
-        # Watch first, then read: a change between the two still wakes the stream.
-        model_id = model_id_from_or_none(request.scalerMetadata)
-        if model_id is None:
-            await self._guarded(request, context)  # aborts with INVALID_ARGUMENT
-            return
-        with self.hub.watch(model_id) as watch:
-            decision = await self._guarded(request, context)
-            watch.follow_queue(decision.queue)
-            last = decision.active
-            yield pb.IsActiveResponse(result=last)
-            while True:
-                await watch.wait()
-                decision = await self._guarded(request, context)
+        # Errors end the stream with a status (set_code, not abort: aborting from inside
+        # an async-generator handler wedges grpc.aio here). KEDA then reconnects.
+        try:
+            model_id = model_id_from(request.scalerMetadata)
+            # Watch first, then read: a change between the two still wakes the stream.
+            with self.hub.watch(model_id) as watch:
+                decision = await self._decide(request)
                 watch.follow_queue(decision.queue)
-                if decision.active != last:
-                    last = decision.active
-                    yield pb.IsActiveResponse(result=last)
+                last = decision.active
+                yield pb.IsActiveResponse(result=last)
+                while True:
+                    await watch.wait()
+                    decision = await self._decide(request)
+                    watch.follow_queue(decision.queue)
+                    if decision.active != last:
+                        last = decision.active
+                        yield pb.IsActiveResponse(result=last)
+        except _EXPECTED as exc:
+            logger.debug("stream for %s ends: %s", request.name, exc)
+            context.set_code(status_for(exc))
+            context.set_details(str(exc))
 
     async def StreamMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec is not supported: use GetMetricSpec"
-        )
-        yield pb.GetMetricSpecResponse()  # pragma: no cover - abort raises
-
-
-def model_id_from_or_none(metadata: Mapping[str, str]) -> str | None:
-    try:
-        return model_id_from(metadata)
-    except MetadataError:
-        return None
+        await asyncio.sleep(0)  # finishing before the first await wedges grpc.aio's close
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("StreamMetricSpec is not supported: use GetMetricSpec")
+        return
+        yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this a stream handler
