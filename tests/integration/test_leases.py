@@ -31,7 +31,8 @@ def live(client: redis.Redis, key: str) -> list[str]:
     """Members whose deadline (ms, Redis time) is still ahead."""
     seconds, micros = client.time()
     now_ms = seconds * 1000 + micros // 1000
-    return sorted(m.decode() for m in client.zrangebyscore(key, f"({now_ms}", "+inf"))
+    members = client.zrangebyscore(key, f"({now_ms}", "+inf")
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 def wait_until(predicate: object, timeout_s: float = 10.0) -> None:
