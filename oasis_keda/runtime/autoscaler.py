@@ -57,8 +57,9 @@ class AutoscalerSettings:
     """ScaledObject ``pollingInterval``, seconds (KEDA default 30; 1 on one machine)."""
     cooldown_period_s: int = 5
     """ScaledObject ``cooldownPeriod``: idle seconds before the last worker stops."""
-    scale_down_stabilization_s: int = 5
-    """HPA ``scaleDown.stabilizationWindowSeconds`` (Kubernetes default 300)."""
+    scale_down_stabilization_s: int = 15
+    """HPA ``scaleDown.stabilizationWindowSeconds`` (Kubernetes default 300): a dip in the
+    backlog between two stages must last this long before a worker is stopped."""
     scale_up_stabilization_s: int = 0
     """HPA ``scaleUp.stabilizationWindowSeconds`` (Kubernetes default 0)."""
     fallback_failure_threshold: int = 3

@@ -361,7 +361,7 @@ def summarize(
 def print_summary(result: DemoResult, console: Console) -> None:
     table = Table(title="summary", title_justify="left")
     table.add_column("analysis")
-    table.add_column("status")
+    table.add_column("status", no_wrap=True)
     table.add_column("lookup chunks", justify="right")
     table.add_column("loss chunks", justify="right")
     table.add_column("AAL (GUL)", justify="right")
@@ -372,8 +372,8 @@ def print_summary(result: DemoResult, console: Console) -> None:
             a.status,
             str(a.chunks["inputs"]),
             str(a.chunks["losses"]),
-            f"{a.aal['gul']:,.2f}" if "gul" in a.aal else "n/a",
-            f"{a.aal['il']:,.2f}" if "il" in a.aal else "n/a",
+            f"{a.aal['gul']:,.0f}" if "gul" in a.aal else "n/a",
+            f"{a.aal['il']:,.0f}" if "il" in a.aal else "n/a",
         )
     console.print(table)
     for stage in STAGES:

@@ -26,16 +26,19 @@ from matplotlib.ticker import MaxNLocator
 
 from oasis_keda.runtime.autoscaler import ScalingSample
 
-#: Colour-blind-safe palette (Okabe-Ito), one colour per kind of step.
+#: Mid-tone colours (matplotlib's tab10), one per kind of step: dark hatching (one pattern
+#: per analysis) stays visible on every one of them.
 PALETTE = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#D55E00",
-    "#CC79A7",
-    "#56B4E9",
-    "#F0E442",
-    "#000000",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 _CHUNK_SUFFIX = re.compile(r"[-_ ]?\d+([-_/ ]?(of[-_ ]?)?\d+)?$")
 
@@ -139,8 +142,8 @@ def plot_timeline(spans: Sequence[Span], out: Path, *, title: str = "Sub-task ti
             height=0.7,
             color=colour[s.kind],
             hatch=hatch[s.analysis_id],
-            edgecolor="white" if not hatch[s.analysis_id] else "#333333",
-            linewidth=0.4,
+            edgecolor="#222222",
+            linewidth=0.3,
         )
     ax.set_yticks(range(len(workers)), [short_worker(w) for w in workers])
     ax.invert_yaxis()
