@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -74,8 +74,10 @@ class ActivityHub:
         *,
         poll_interval_s: float = 1.0,
         recheck_interval_s: float = 5.0,
+        on_registry_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
+        self.on_registry_change = on_registry_change
         self.poll_interval_s = poll_interval_s
         self.recheck_interval_s = recheck_interval_s
         self.notifications = False
@@ -165,6 +167,7 @@ class ActivityHub:
         if name.startswith(self._prefix):
             key = name[len(self._prefix) :]
             if key in (keys.MODELS, keys.SETTINGS):
+                self.on_registry_change()
                 self._wake_all()
                 return
             for model_id in self._key_models.get(key, ()):
@@ -176,6 +179,7 @@ class ActivityHub:
             if model_id in self._watches:
                 self._wake_model(model_id)
             else:  # settings and unknown channels: everyone re-checks
+                self.on_registry_change()
                 self._wake_all()
 
     async def _enable_notifications(self) -> None:

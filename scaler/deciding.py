@@ -15,6 +15,7 @@ import weakref
 from oasis_keda.config import ScalingConfig
 from oasis_keda.errors import ModelNotFoundError
 from scaler.budget import Demand, allocate
+from scaler.errors import StoredConfigError
 from scaler.state import Snapshot, StateReader
 from scaler.strategies import ModelState, desired_workers
 
@@ -51,9 +52,12 @@ class Decider:
             weakref.WeakKeyDictionary()
         )
 
-    async def decide(self, model_id: str) -> Decision:
-        """The decision for one model; raises ModelNotFoundError or BrokerUnavailableError."""
-        snapshot = await self.reader.read(model_id)
+    async def decide(self, model_id: str, *, fresh: bool = False) -> Decision:
+        """The decision for one model; raises ModelNotFoundError, StoredConfigError or
+        BrokerUnavailableError. ``fresh``: from a read started after this call."""
+        snapshot = await self.reader.read(model_id, fresh=fresh)
+        if model_id in snapshot.broken:
+            raise StoredConfigError(snapshot.broken[model_id])
         if model_id not in snapshot.models:
             raise ModelNotFoundError(model_id)
         decision = self._decision(snapshot, model_id)
@@ -62,7 +66,9 @@ class Decider:
 
     async def decide_all(self) -> list[Decision]:
         """Decisions for every registered model, ordered by model id."""
-        snapshot = await self.reader.read_all()
+        snapshot = await self.reader.read_all(fresh=True)
+        for model_id, reason in sorted(snapshot.broken.items()):
+            logger.warning("model %s left out: %s", model_id, reason)
         return [self._decision(snapshot, m) for m in sorted(snapshot.models)]
 
     def _decision(self, snapshot: Snapshot, model_id: str) -> Decision:

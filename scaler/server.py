@@ -48,12 +48,18 @@ class ScalerServer:
     def __init__(self, settings: ScalerSettings) -> None:
         self.settings = settings
         self.client = make_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
-        self.reader = StateReader(self.client, timeout_s=settings.redis_timeout_s)
+        self.reader = StateReader(
+            self.client,
+            timeout_s=settings.redis_timeout_s,
+            refresh_s=settings.snapshot_refresh_s,
+            max_age_s=settings.snapshot_max_age_s,
+        )
         self.decider = Decider(self.reader)
         self.hub = ActivityHub(
             self.client,
             poll_interval_s=settings.poll_interval_s,
             recheck_interval_s=settings.recheck_interval_s,
+            on_registry_change=self.reader.invalidate,
         )
         self.health = health.aio.HealthServicer()
         self.service = ExternalScalerService(self.decider, self.hub, on_redis=self._redis_ok)

@@ -70,10 +70,10 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
         self.hub = hub
         self.on_redis = on_redis
 
-    async def _decide(self, ref: pb.ScaledObjectRef) -> Decision:
+    async def _decide(self, ref: pb.ScaledObjectRef, *, fresh: bool = False) -> Decision:
         model_id = model_id_from(ref.scalerMetadata)
         try:
-            decision = await self.decider.decide(model_id)
+            decision = await self.decider.decide(model_id, fresh=fresh)
         except BrokerUnavailableError:
             self.on_redis(False)
             raise
@@ -123,13 +123,13 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             model_id = model_id_from(request.scalerMetadata)
             # Watch first, then read: a change between the two still wakes the stream.
             with self.hub.watch(model_id) as watch:
-                decision = await self._decide(request)
+                decision = await self._decide(request, fresh=True)
                 watch.follow_queue(decision.queue)
                 last = decision.active
                 yield pb.IsActiveResponse(result=last)
                 while True:
                     await watch.wait()
-                    decision = await self._decide(request)
+                    decision = await self._decide(request, fresh=True)
                     watch.follow_queue(decision.queue)
                     if decision.active != last:
                         last = decision.active

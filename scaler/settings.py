@@ -28,6 +28,12 @@ class ScalerSettings:
     redis_timeout_s: float = 1.0
     """Socket and per-call timeout for Redis, seconds (``OASIS_KEDA_SCALER_REDIS_TIMEOUT_S``).
     Keeps every RPC's answer (UNAVAILABLE on a dead broker) within 2 s."""
+    snapshot_refresh_s: float = 0.2
+    """Under a global limit: age after which the all-model snapshot is re-read in the
+    background, seconds (``OASIS_KEDA_SCALER_SNAPSHOT_REFRESH_S``)."""
+    snapshot_max_age_s: float = 1.0
+    """Under a global limit: oldest snapshot GetMetrics/IsActive may be answered from,
+    seconds; 0 = always read (``OASIS_KEDA_SCALER_SNAPSHOT_MAX_AGE_S``)."""
     poll_interval_s: float = 1.0
     """StreamIsActive re-check period when keyspace notifications are unavailable, seconds."""
     recheck_interval_s: float = 5.0
@@ -42,6 +48,8 @@ class ScalerSettings:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key must be given together")
+        if self.snapshot_max_age_s < 0 or self.snapshot_refresh_s < 0:
+            raise ValueError("snapshot_refresh_s and snapshot_max_age_s must be >= 0")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("redis_timeout_s", "poll_interval_s", "recheck_interval_s",

@@ -1,10 +1,10 @@
-"""Coalescing of concurrent identical reads (single-flight), freshness preserved.
+"""Coalescing of concurrent identical reads (single-flight).
 
-A caller never receives the result of a read that started before it called: when a read
-is in flight, later callers queue for the *next* read, which starts as soon as the current
-one ends and serves every queued caller. So at most one read per key is in flight, each
-call costs at most one read, and a stream woken by a notification always sees a state read
-after that notification.
+At most one read per key is in flight, and each call costs at most one read. A caller that
+may take a result already on its way (``fresh=False``: GetMetrics, IsActive) joins the read
+in flight. A caller that must see a state read *after* its call (``fresh=True``: a stream
+woken by a notification) queues for the next read, which starts as soon as the current one
+ends and serves every queued caller.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ class SingleFlight(Generic[T]):
         self._running: asyncio.Future[T] | None = None
         self._queued: asyncio.Future[T] | None = None
 
-    async def __call__(self) -> T:
+    async def __call__(self, *, fresh: bool = True) -> T:
         if self._running is None:
             fut = self._launch()
+        elif not fresh:
+            fut = self._running
         else:
             if self._queued is None:
                 self._queued = asyncio.get_running_loop().create_future()
@@ -45,10 +47,11 @@ class SingleFlight(Generic[T]):
         self._running = None
         queued, self._queued = self._queued, None
         if queued is not None:
-            self._launch().add_done_callback(lambda done: _settle(queued, done))
+            self._launch().add_done_callback(lambda done: settle(queued, done))
 
 
-def _settle(target: asyncio.Future[T], source: asyncio.Future[T]) -> None:
+def settle(target: asyncio.Future[T], source: asyncio.Future[T]) -> None:
+    """Give ``target`` the outcome of the finished ``source`` (unless already done)."""
     if target.done():
         return
     if source.cancelled():

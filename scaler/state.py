@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,41 +29,48 @@ from oasis_keda import keys
 from oasis_keda.config import ScalingConfig, parse_config
 from oasis_keda.errors import BrokerUnavailableError, ConfigError
 from scaler.errors import StoredConfigError
-from scaler.singleflight import SingleFlight
+from scaler.singleflight import SingleFlight, settle
 from scaler.strategies import ModelState
 
 logger = logging.getLogger(__name__)
 
 _MARK = "\x00Q\x00"
 
-# KEYS: models hash, settings hash. ARGV: limit field, model id ('' = all), priority sep,
-# then prefix/suffix pairs for leases_tasks, leases_busy, main_tasks, then priority steps.
-# Reply: {limit or false, {row, ...}}; row = {id, queue, scaling json, tasks, busy, main,
-# main max priority, llen per step...}; a row for a record that cannot be decoded is {id}.
+# KEYS: models hash, settings hash. ARGV: limit field, priority sep, prefix/suffix pairs for
+# leases_tasks, leases_busy and main_tasks, the number of priority steps, the steps, then
+# the model ids to read (none = every model; every model anyway when a limit is set).
+# Reply: JSON [limit or "", [row, ...]]; row = [id, queue, scaling json, tasks, busy, main,
+# main max priority, llen per step...]; a row for a record that cannot be decoded is [id].
 _STATE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = redis.call('HGET', KEYS[2], ARGV[1])
-local sep = ARGV[3]
+local sep = ARGV[2]
+local nsteps = tonumber(ARGV[9])
+local first_id = 10 + nsteps
+local single = not limit and #ARGV >= first_id
 local function row(model_id, raw)
   local ok, rec = pcall(cjson.decode, raw)
   if not ok or type(rec) ~= 'table' or type(rec.queue) ~= 'string' then return {model_id} end
   local q = rec.queue
   local scaling = rec.scaling
   if type(scaling) ~= 'table' then scaling = {} end
-  local tk = ARGV[4] .. q .. ARGV[5]
-  local bk = ARGV[6] .. q .. ARGV[7]
-  redis.call('ZREMRANGEBYSCORE', tk, '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', bk, '-inf', now)
-  local mains = redis.call('HVALS', ARGV[8] .. model_id .. ARGV[9])
+  local tk = ARGV[3] .. q .. ARGV[4]
+  local bk = ARGV[5] .. q .. ARGV[6]
+  if single then  -- trim here; a read of every model only counts (keepers trim too)
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', bk, '-inf', now)
+  end
+  local mains = redis.call('HVALS', ARGV[7] .. model_id .. ARGV[8])
   local maxp = 0
   for _, v in ipairs(mains) do
     local n = tonumber(v)
     if n and n > maxp then maxp = n end
   end
-  local r = {model_id, q, cjson.encode(scaling), redis.call('ZCARD', tk),
-             redis.call('ZCARD', bk), #mains, math.floor(maxp)}
-  for i = 10, #ARGV do
+  local r = {model_id, q, cjson.encode(scaling),
+             redis.call('ZCOUNT', tk, '(' .. now, '+inf'),
+             redis.call('ZCOUNT', bk, '(' .. now, '+inf'), #mains, math.floor(maxp)}
+  for i = 10, first_id - 1 do
     local key = q
     if ARGV[i] ~= '0' then key = q .. sep .. ARGV[i] end
     r[#r + 1] = redis.call('LLEN', key)
@@ -70,14 +78,17 @@ local function row(model_id, raw)
   return r
 end
 local rows = {}
-if limit or ARGV[2] == '' then
+if not single then
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do rows[#rows + 1] = row(all[i], all[i + 1]) end
 else
-  local raw = redis.call('HGET', KEYS[1], ARGV[2])
-  if raw then rows[1] = row(ARGV[2], raw) end
+  for i = first_id, #ARGV do
+    local raw = redis.call('HGET', KEYS[1], ARGV[i])
+    if raw then rows[#rows + 1] = row(ARGV[i], raw) end
+  end
 end
-return {limit, rows}
+-- One string: redis-py parses a flat bulk string far faster than nested arrays.
+return cjson.encode({limit or '', rows})
 """
 
 
@@ -86,16 +97,20 @@ def _split(template: str) -> list[str]:
     return [pre, post]
 
 
-def _script_args(model_id: str) -> list[str]:
-    return [
+def _base_args() -> tuple[str, ...]:
+    return (
         keys.SETTING_GLOBAL_WORKER_LIMIT,
-        model_id,
         keys.PRIORITY_SEP,
         *_split(keys.leases_tasks(_MARK)),
         *_split(keys.leases_busy(_MARK)),
         *_split(keys.main_tasks(_MARK)),
+        str(len(keys.PRIORITY_STEPS)),
         *(str(p) for p in keys.PRIORITY_STEPS),
-    ]
+    )
+
+
+_BASE_ARGS = _base_args()
+_SCRIPT_KEYS = (keys.MODELS, keys.SETTINGS)
 
 
 def priority_from_lists(waiting_by_step: Sequence[int]) -> int:
@@ -126,14 +141,22 @@ class Snapshot:
 
     limit: int | None
     models: dict[str, ModelView]
+    broken: dict[str, str]
+    """Models whose stored record could not be read, with the reason (left out of ``models``)."""
     complete: bool
     """True when every registered model was read (always so when a limit is set)."""
+    read_at: float
+    """Monotonic time at which the read started."""
+
+
+CLIENT_NAME = "oasis-keda-scaler"
 
 
 def make_client(redis_url: str, *, timeout_s: float) -> aioredis.Redis:
     """An asyncio Redis client that fails fast: no retries, short socket timeouts."""
     return aioredis.Redis.from_url(
         redis_url,
+        client_name=CLIENT_NAME,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
@@ -143,15 +166,40 @@ def make_client(redis_url: str, *, timeout_s: float) -> aioredis.Redis:
 
 
 class StateReader:
-    """Reads :class:`Snapshot` s; concurrent identical reads are coalesced."""
+    """Reads :class:`Snapshot` s from Redis, one EVALSHA per read.
 
-    def __init__(self, client: aioredis.Redis, *, timeout_s: float = 1.0) -> None:
+    Reads of one key (a model id, or "" for every model) are coalesced
+    (:mod:`scaler.singleflight`). When a global limit is set every answer needs every
+    model, and a read of 500 models costs Redis several milliseconds; so non-fresh reads
+    are then served from a snapshot at most ``max_age_s`` old, refreshed in the background
+    once older than ``refresh_s`` (KEDA polls every 15-30 s: a sub-second age is harmless).
+    ``fresh=True`` (streams woken by a notification) always waits for a read that started
+    after the call.
+
+    Without a limit, reads of single models are batched: the models asked for within one
+    event-loop turn are read by one EVALSHA, which then answers every caller (still at most
+    one round trip per call, far fewer under load; a batch not yet sent is always fresh).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        timeout_s: float = 1.0,
+        refresh_s: float = 0.2,
+        max_age_s: float = 1.0,
+    ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.refresh_s = refresh_s
+        self.max_age_s = max_age_s
         self._script = client.register_script(_STATE_LUA)
         self._flights: dict[str, SingleFlight[Snapshot]] = {}
-        self._configs: dict[bytes, ScalingConfig] = {}
+        self._configs: dict[str, ScalingConfig] = {}
         self._limit_seen = False
+        self._all: Snapshot | None = None
+        self._refreshing: asyncio.Task[Snapshot] | None = None
+        self._batch: tuple[set[str], asyncio.Future[Snapshot]] | None = None
 
     async def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers within the timeout."""
@@ -161,52 +209,95 @@ class StateReader:
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"Redis unreachable: {exc or type(exc).__name__}") from exc
 
-    async def read(self, model_id: str) -> Snapshot:
-        """State of ``model_id`` (and of every model when a global limit is set)."""
-        key = "" if self._limit_seen else model_id
-        snapshot = await self._flight(key)()
-        return snapshot
+    def invalidate(self) -> None:
+        """Drop the cached all-model snapshot (the registry or a setting changed)."""
+        self._all = None
 
-    async def read_all(self) -> Snapshot:
+    async def read(self, model_id: str, *, fresh: bool = False) -> Snapshot:
+        """State of ``model_id`` (and of every model when a global limit is set)."""
+        if self._limit_seen:
+            return await self.read_all(fresh=fresh)
+        if self._batch is None:
+            self._batch = (set(), asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._send_batch)
+        ids, future = self._batch
+        ids.add(model_id)
+        return await asyncio.shield(future)
+
+    def _send_batch(self) -> None:
+        assert self._batch is not None
+        ids, future = self._batch
+        self._batch = None
+        task = asyncio.ensure_future(self._read(tuple(sorted(ids))))
+        task.add_done_callback(lambda done: settle(future, done))
+
+    async def read_all(self, *, fresh: bool = True) -> Snapshot:
         """State of every registered model."""
-        return await self._flight("")()
+        cached = self._all
+        if not fresh and cached is not None:
+            age = time.monotonic() - cached.read_at
+            if age <= self.max_age_s:
+                if age > self.refresh_s and self._refreshing is None:
+                    self._refreshing = asyncio.ensure_future(self._flight("")())
+                    self._refreshing.add_done_callback(self._refreshed)
+                return cached
+        return await self._flight("")(fresh=fresh)
+
+    def _refreshed(self, task: asyncio.Task[Snapshot]) -> None:
+        self._refreshing = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("background refresh failed: %s", task.exception())
 
     def _flight(self, key: str) -> SingleFlight[Snapshot]:
         flight = self._flights.get(key)
         if flight is None:
             if len(self._flights) > 10_000:
                 self._flights.clear()
-            flight = self._flights[key] = SingleFlight(lambda: self._read(key))
+            flight = self._flights[key] = SingleFlight(lambda: self._read(()))
         return flight
 
-    async def _read(self, model_id: str) -> Snapshot:
+    async def _read(self, model_ids: tuple[str, ...]) -> Snapshot:
+        """One EVALSHA: the given models, or every model (``()`` or a limit is set)."""
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):
-                reply = await self._script(
-                    keys=[keys.MODELS, keys.SETTINGS], args=_script_args(model_id)
-                )
+                reply = await self._script(keys=_SCRIPT_KEYS, args=(*_BASE_ARGS, *model_ids))
         except (RedisError, OSError, TimeoutError) as exc:
+            self._all = None  # never serve a snapshot across an outage
             raise BrokerUnavailableError(f"Redis unreachable: {exc or type(exc).__name__}") from exc
-        return self._parse(reply, complete=True if model_id == "" else None)
+        snapshot = self._parse(reply, started=started, all_models=not model_ids)
+        if snapshot.complete:
+            self._all = snapshot
+        return snapshot
 
-    def _parse(self, reply: Any, *, complete: bool | None) -> Snapshot:
-        raw_limit, rows = reply
-        limit = None if raw_limit is None else int(raw_limit)
+    def _parse(self, reply: bytes, *, started: float, all_models: bool) -> Snapshot:
+        raw_limit, rows = json.loads(reply)
+        limit = None if raw_limit == "" else int(raw_limit)
         self._limit_seen = limit is not None
         models: dict[str, ModelView] = {}
-        for row in rows:
-            model_id = row[0].decode()
-            if len(row) == 1:
-                raise StoredConfigError(f"model {model_id!r}: stored record is not readable")
-            models[model_id] = ModelView(
-                model_id=model_id,
-                queue=row[1].decode(),
-                config=self._config(model_id, row[2]),
-                state=_state(row),
-            )
-        return Snapshot(limit=limit, models=models, complete=bool(complete) or limit is not None)
+        broken: dict[str, str] = {}
+        for row in rows or ():  # cjson encodes an empty table as {}
+            model_id = row[0]
+            try:
+                if len(row) == 1:
+                    raise StoredConfigError(f"model {model_id!r}: stored record is not readable")
+                models[model_id] = ModelView(
+                    model_id=model_id,
+                    queue=row[1],
+                    config=self._config(model_id, row[2]),
+                    state=_state(row),
+                )
+            except StoredConfigError as exc:
+                broken[model_id] = str(exc)
+        return Snapshot(
+            limit=limit,
+            models=models,
+            broken=broken,
+            complete=all_models or limit is not None,
+            read_at=started,
+        )
 
-    def _config(self, model_id: str, raw: bytes) -> ScalingConfig:
+    def _config(self, model_id: str, raw: str) -> ScalingConfig:
         config = self._configs.get(raw)
         if config is None:
             try:

@@ -34,10 +34,12 @@ class ModelState:
     """Highest analysis priority in progress, 1-10 (10 highest); 0 when none is known."""
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value < 0:
-                raise ValueError(f"ModelState.{field.name} must be >= 0, got {value}")
+        # Cheap check first: the scaler builds one of these per model per read.
+        if min(self.waiting, self.reserved, self.busy, self.main_tasks, self.priority) < 0:
+            for field in dataclasses.fields(self):
+                value = getattr(self, field.name)
+                if value < 0:
+                    raise ValueError(f"ModelState.{field.name} must be >= 0, got {value}")
 
     @property
     def outstanding(self) -> int:

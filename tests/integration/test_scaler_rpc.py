@@ -98,7 +98,8 @@ async def test_global_budget_goes_to_priority(redis_url: str, redis_client: redi
             redis_client.hset(keys.main_tasks(model_id), f"a{n}:losses", "9" if model_id == "hi"
                               else "2")  # fmt: skip
     Registry(redis_client).set_global_worker_limit(5)
-    async with running_scaler(redis_url) as server, scaler_stub(server.port) as stub:
+    fresh = {"snapshot_max_age_s": 0.0}  # every call reads: no snapshot to wait out
+    async with running_scaler(redis_url, **fresh) as server, scaler_stub(server.port) as stub:
         assert await desired(stub, "hi") == 4
         assert await desired(stub, "lo") == 1
         Registry(redis_client).set_global_worker_limit(None)
