@@ -57,7 +57,7 @@ def run_module(name: str, settings: Settings) -> tuple[str, bool]:
         module = importlib.import_module(f"bench.{name}")
         body = module.run(settings).strip() + "\n"
         ok = True
-    except Exception:  # one broken benchmark must not hide the others
+    except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
         body = f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n"
         ok = False
     logger.info("%s: %s in %.0f s", name, "done" if ok else "FAILED", time.monotonic() - started)
