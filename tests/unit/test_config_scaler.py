@@ -66,7 +66,13 @@ def test_notify_flags_merge(current: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("by_step", "priority"),
-    [([0, 0, 0, 0], 0), ([1, 0, 0, 0], 10), ([0, 2, 0, 0], 7), ([0, 0, 1, 5], 4), ([0, 0, 0, 1], 1)],
+    [
+        ([0, 0, 0, 0], 0),
+        ([1, 0, 0, 0], 10),
+        ([0, 2, 0, 0], 7),
+        ([0, 0, 1, 5], 4),
+        ([0, 0, 0, 1], 1),
+    ],
 )
 def test_priority_from_celery_lists(by_step: list[int], priority: int) -> None:
     assert priority_from_lists(by_step) == priority
