@@ -34,11 +34,11 @@ def make_controller(settings: Settings, *, context: WorkerContext | None = None)
     )
     app.oasis_controller = controller
 
-    @app.task(name=DISPATCH_TASK, shared=False, acks_late=True)  # type: ignore[untyped-decorator]
+    @app.task(name=DISPATCH_TASK, shared=False, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def dispatch(analysis_id: int, run_number: int, stage: str, options: dict[str, Any]) -> int:
         return controller.dispatch(analysis_id, run_number, stage, options)
 
-    @app.task(name=REQUEST_RUN_TASK, shared=False)  # type: ignore[untyped-decorator]
+    @app.task(name=REQUEST_RUN_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
     def request_run(analysis_id: int) -> int:
         try:
             return controller.request(analysis_id, LOSSES)

@@ -68,6 +68,9 @@ def build_canvas(
             # the list of chunk results) as their first argument.
             sig = app.signature(item.task, args=(job, sub_id))
         sigs.append(sig.set(task_id=item.task_id, **options))
+    # The first step is sent from the controller and nobody reads its result: without this
+    # a sender outside a worker would subscribe to it on the result backend.
+    sigs[0] = sigs[0].set(ignore_result=True)
     before = sigs[:before_n]
     header = sigs[before_n : before_n + chunk_n]
     after = sigs[before_n + chunk_n :]

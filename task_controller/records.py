@@ -37,6 +37,28 @@ class PlannedSubTask:
     chunk_index: int | None = None
 
 
+def planned_from_rows(spec: StageSpec, rows: Sequence[SubTask]) -> list[PlannedSubTask]:
+    """The plan that wrote ``rows`` (same slugs, names and task ids), to send it again."""
+    steps = {s.slug: s for s in (*spec.before, *spec.after)}
+    planned = []
+    for row in rows:
+        assert row.task_id is not None
+        if row.slug in steps:
+            step, chunk_index = steps[row.slug], None
+        else:
+            step, chunk_index = spec.chunk, int(row.slug.rsplit("-", 1)[1])
+        planned.append(
+            PlannedSubTask(
+                slug=row.slug,
+                name=row.name,
+                task=step.task,
+                task_id=row.task_id,
+                chunk_index=chunk_index,
+            )
+        )
+    return planned
+
+
 def store_file(
     session: Session, storage: Storage, source: Path, *, content_type: str
 ) -> StoredFile:

@@ -173,6 +173,7 @@ class Controller:
             args=(analysis_id, run_number, stage, options or {}),
             queue=keys.CONTROLLER_QUEUE,
             priority=broker_priority(priority),
+            ignore_result=True,  # no result wanted: the sender does not subscribe to one
         )
         logger.info("analysis %s: %s requested (run %s)", analysis_id, stage, run_number)
         return run_number
@@ -251,7 +252,8 @@ class Controller:
                     "analysis %s run %s: no longer queued, not dispatched", analysis_id, run_number
                 )
                 return 0
-            if records.subtasks(session, analysis_id, run_number):
+            existing = records.subtasks(session, analysis_id, run_number)
+            if existing and any(s.status != SubTaskStatus.PENDING.value for s in existing):
                 logger.info("analysis %s run %s: already dispatched", analysis_id, run_number)
                 return 0
             try:
@@ -265,10 +267,20 @@ class Controller:
             else:
                 failed = False
                 job["num_chunks"] = plan.chunks
-                planned = plan_subtasks(spec, plan.chunks)
-                rows = records.create_subtasks(
-                    session, analysis, stage=stage, queue=model.queue, planned=planned
-                )
+                if existing:
+                    # A controller died between writing the rows and sending the canvas:
+                    # send it now, with the recorded task ids (nothing of it ran).
+                    planned = records.planned_from_rows(spec, existing)
+                    rows = existing
+                    plan = dataclasses.replace(
+                        plan, chunks=len(planned) - len(spec.before) - len(spec.after)
+                    )
+                    job["num_chunks"] = plan.chunks
+                else:
+                    planned = plan_subtasks(spec, plan.chunks)
+                    rows = records.create_subtasks(
+                        session, analysis, stage=stage, queue=model.queue, planned=planned
+                    )
                 if stage == LOSSES:
                     analysis.analysis_chunks = plan.chunks
                     analysis.num_events_total = plan.basis or plan.chunks
@@ -281,6 +293,9 @@ class Controller:
             clear_main_task(self.client, model_id, analysis_id, stage)
             return 0
         canvas.apply_async()
+        # The publish hook marks it too; doing it here as well means a repeated delivery of
+        # this main task never sends the canvas twice, even if the hook's write was lost.
+        self.app.oasis.recorder.mark_queued(planned[0].task_id)
         logger.info(
             "analysis %s run %s: %s dispatched, %d chunks on %s",
             analysis_id,
@@ -336,9 +351,8 @@ class Controller:
         if job["stage"] == LOSSES:
             return plan_losses(config, job["events"])
         if job["stage"] == INPUTS:
-            from worker.lookup import count_locations
-
             from worker.errors import InputError
+            from worker.lookup import count_locations
 
             if job["location_file"] is None:
                 raise PlanError("location_file", "the portfolio has no location file")

@@ -94,6 +94,9 @@ class Stack:
         wait_for(lambda: text in self.log(name), timeout_s, f"{text!r} in {name}.log")
 
     def stop(self) -> None:
+        self.controller.app.close()
+        self.controller.client.close()
+        self.controller.app.oasis.client.close()
         for proc, _log in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -127,7 +127,10 @@ class SubTaskTask(Task):  # type: ignore[misc]
             finished = recorder.finish(subtask_id, output_log=buffer.getvalue(), files=files)
             if finished and job["stage"] == INPUTS and job["options"].get("then_run"):
                 self.app.send_task(
-                    REQUEST_RUN_TASK, args=(job["analysis_id"],), queue=keys.CONTROLLER_QUEUE
+                    REQUEST_RUN_TASK,
+                    args=(job["analysis_id"],),
+                    queue=keys.CONTROLLER_QUEUE,
+                    ignore_result=True,
                 )
         return result
 

@@ -27,7 +27,7 @@ MODEL = "noop-model"
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Stack:
     with running_stack(redis_url, tmp_path) as stack:
-        Registry(redis.Redis.from_url(redis_url)).register(MODEL)
+        Registry(stack.controller.client).register(MODEL)
         yield stack  # type: ignore[misc]
 
 
@@ -42,12 +42,12 @@ def _analysis(stack: Stack, tmp_path: Path, priority: int = 4) -> int:
 def test_stage_records_match_the_plan(
     stack: Stack, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    stack.start_controller()
-    stack.start_worker(MODEL)
     analysis_id = _analysis(stack, tmp_path)
     run_number = stack.controller.request(analysis_id, "noop", options={"noop_chunks": 6})
     assert stack.analysis(analysis_id).status == "INPUTS_GENERATION_QUEUED"
     assert redis_client.hget(keys.main_tasks(MODEL), f"{analysis_id}:noop") == b"4"
+    stack.start_controller()
+    stack.start_worker(MODEL)
 
     assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
     subs = stack.subtasks(analysis_id)
@@ -207,3 +207,36 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(
     assert chunk.status == "ERROR"
     assert chunk.retry_count == 3
     assert "attempt 4 failed on purpose" in (chunk.error_log or "")
+
+
+def test_dispatch_is_idempotent_and_resumes_after_a_crash(
+    stack: Stack, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    from task_controller import records
+    from task_controller.canvas import plan_subtasks
+
+    # A repeated delivery of the main task sends nothing twice.
+    first = _analysis(stack, tmp_path)
+    run = stack.controller.request(first, "noop", options={"noop_chunks": 2})
+    assert stack.controller.dispatch(first, run, "noop", {"noop_chunks": 2}) == 5
+    assert stack.controller.dispatch(first, run, "noop", {"noop_chunks": 2}) == 0
+
+    # A controller died after writing the rows, before sending: the redelivery sends them.
+    second = _analysis(stack, tmp_path)
+    run = stack.controller.request(second, "noop", options={"noop_chunks": 3})
+    with stack.controller.sessions.begin() as session:
+        analysis = records.get_analysis(session, second)
+        rows = records.create_subtasks(
+            session,
+            analysis,
+            stage="noop",
+            queue=keys.default_queue(MODEL),
+            planned=plan_subtasks(NOOP_SPEC, 3),
+        )
+        ids = [r.id for r in rows]
+    assert stack.controller.dispatch(second, run, "noop", {"noop_chunks": 3}) == 6
+    stack.start_worker(MODEL)
+    for analysis_id in (first, second):
+        assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
+    assert [s.id for s in stack.subtasks(second)] == ids
+    assert all(s.status == "COMPLETED" for s in stack.subtasks(second))

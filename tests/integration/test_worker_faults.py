@@ -29,7 +29,7 @@ QUEUE = keys.default_queue(MODEL)
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(redis_url, tmp_path) as stack:
-        Registry(redis.Redis.from_url(redis_url)).register(MODEL)
+        Registry(stack.controller.client).register(MODEL)
         yield stack
 
 
@@ -106,4 +106,4 @@ def test_sigkilled_worker_chunk_is_restored_and_the_stage_completes(
     rerun = next(s for s in subs if s.slug == slug)
     assert f".{worker2.pid}@" in (rerun.worker or "")  # the killed chunk ran again on worker2
     assert "sleeping" in (rerun.output_log or "")
-    assert redis_client.hlen("unacked") == 0
+    wait_for(lambda: redis_client.hlen("unacked") == 0, 10, "every message acked")

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from oasis_keda.registry import Registry
 from oasis_keda.store import StoredFile
@@ -45,7 +44,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path, model_dir: Path) -> Iterator[Stack]:
     with running_stack(redis_url, tmp_path) as stack:
-        Registry(redis.Redis.from_url(redis_url)).register(MODEL, model_dir=str(model_dir))
+        Registry(stack.controller.client).register(MODEL, model_dir=str(model_dir))
         stack.start_controller()
         yield stack
 
