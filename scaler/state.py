@@ -176,9 +176,10 @@ class StateReader:
     ``fresh=True`` (streams woken by a notification) always waits for a read that started
     after the call.
 
-    Without a limit, reads of single models are batched: the models asked for within one
-    event-loop turn are read by one EVALSHA, which then answers every caller (still at most
-    one round trip per call, far fewer under load; a batch not yet sent is always fresh).
+    Without a limit, reads of single models are batched: the models asked for while the
+    previous batch is in flight are read together by one EVALSHA, which then answers every
+    caller (at most one round trip per call, far fewer under load; a batch not yet sent is
+    always fresh).
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class StateReader:
         self._all: Snapshot | None = None
         self._refreshing: asyncio.Task[Snapshot] | None = None
         self._batch: tuple[set[str], asyncio.Future[Snapshot]] | None = None
+        self._batch_in_flight = False
 
     async def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers within the timeout."""
@@ -219,17 +221,36 @@ class StateReader:
             return await self.read_all(fresh=fresh)
         if self._batch is None:
             self._batch = (set(), asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_soon(self._send_batch)
+            if not self._batch_in_flight:
+                asyncio.get_running_loop().call_soon(self._send_batch)
         ids, future = self._batch
         ids.add(model_id)
         return await asyncio.shield(future)
 
     def _send_batch(self) -> None:
-        assert self._batch is not None
+        # One batch in flight at a time: callers arriving meanwhile gather in the next one,
+        # sent when this one returns, so the busier the scaler the fewer reads per call.
+        if self._batch is None or self._batch_in_flight:
+            return
         ids, future = self._batch
         self._batch = None
+        self._batch_in_flight = True
         task = asyncio.ensure_future(self._read(tuple(sorted(ids))))
-        task.add_done_callback(lambda done: settle(future, done))
+        task.add_done_callback(lambda done: self._batch_done(done, future))
+
+    def _batch_done(self, task: asyncio.Future[Snapshot], future: asyncio.Future[Snapshot]) -> None:
+        self._batch_in_flight = False
+        settle(future, task)
+        if self._batch is None:
+            return
+        if not task.cancelled() and task.exception() is not None:
+            # Redis failed after the waiting callers had called: answer them now rather
+            # than spend another timeout (UNAVAILABLE must come within 2 s).
+            _, waiting = self._batch
+            self._batch = None
+            settle(waiting, task)
+        else:
+            self._send_batch()
 
     async def read_all(self, *, fresh: bool = True) -> Snapshot:
         """State of every registered model."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oasis_keda.registry import Registry
 from scaler._proto import externalscaler_pb2 as pb
@@ -86,3 +89,19 @@ def celery_producer(redis_url: str) -> Iterator[Any]:
     finally:
         app.pool.force_close_all()
         app.close()
+
+
+async def wait_serving(port: int, timeout_s: float = 30.0) -> None:
+    """Wait until the scaler on ``port`` reports SERVING on grpc.health.v1."""
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("scaler did not become SERVING")
