@@ -20,6 +20,7 @@ DEFAULT_PORT = 8000
 DEFAULT_ACCESS_TTL_S = 3600
 DEFAULT_REFRESH_TTL_S = 2 * 24 * 3600
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
+MIN_SECRET_BYTES = 32
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +65,11 @@ class ApiSettings:
             raise ApiConfigError("OASIS_KEDA_API_USER must not be empty")
         if not self.password:
             raise ApiConfigError("OASIS_KEDA_API_PASSWORD must not be empty")
+        if self.secret and len(self.secret.encode()) < MIN_SECRET_BYTES:
+            raise ApiConfigError(
+                f"OASIS_KEDA_API_SECRET must be at least {MIN_SECRET_BYTES} bytes long "
+                "(HMAC-SHA256 signing key); leave it unset to have one generated"
+            )
         if not 0 <= self.port <= 65535:
             raise ApiConfigError(f"OASIS_KEDA_API_PORT must be 0..65535, got {self.port}")
         for name in ("access_ttl_s", "refresh_ttl_s", "max_upload_bytes"):

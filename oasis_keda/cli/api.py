@@ -60,3 +60,12 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=True)
+
+
+@api.command("hash-password")
+@click.password_option("--password", help="The password to hash (prompted when not given).")
+def hash_password(password: str) -> None:
+    """Print an argon2 hash to use as OASIS_KEDA_API_PASSWORD (no plain password kept)."""
+    from argon2 import PasswordHasher
+
+    click.echo(PasswordHasher().hash(password))

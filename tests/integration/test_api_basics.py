@@ -28,7 +28,7 @@ from oasislmf.utils.exceptions import OasisException
 
 from oasis_keda.api import ApiSettings
 from oasis_keda.api.auth import SECRET_FILE_NAME
-from oasis_keda.api.errors import ApiConfigError
+from oasis_keda.api.errors import ApiConfigError, AuthError
 from oasis_keda.registry import Registry
 from oasis_keda.store import SubTask, make_engine, make_session_factory
 from tests.integration.api_support import ApiServer, api_server_fixture  # noqa: F401
@@ -407,3 +407,19 @@ def test_default_login_is_refused_outside_the_local_runtime(tmp_path: Path) -> N
         },
     )
     assert result.exit_code != 0 and "insecure-default-user" in result.output
+
+
+def test_hashed_passwords_and_short_secrets(tmp_path: Path) -> None:
+    from oasis_keda.api.auth import Authenticator
+    from oasis_keda.cli import cli
+
+    result = CliRunner().invoke(cli, ["api", "hash-password", "--password", "pw-1"])
+    hashed = result.output.strip()
+    assert result.exit_code == 0 and hashed.startswith("$argon2") and "pw-1" not in hashed
+    settings = ApiSettings.from_env({"OASIS_KEDA_API_USER": "u", "OASIS_KEDA_API_PASSWORD": hashed})
+    auth = Authenticator(settings, secret="k" * 32)
+    assert auth.verify_access(auth.login("u", "pw-1").access_token) == "u"
+    with pytest.raises(AuthError):
+        auth.login("u", hashed)
+    with pytest.raises(ApiConfigError, match="OASIS_KEDA_API_SECRET"):
+        ApiSettings.from_env({"OASIS_KEDA_API_SECRET": "short"})
