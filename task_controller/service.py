@@ -315,10 +315,16 @@ class Controller:
         options: dict[str, Any],
     ) -> Job:
         dirs = self.storage.run_dirs(analysis.id, analysis.run_number).create()
+        model_dir = _model_dir(model)
+        settings = analysis.settings
+        if settings is None and model_dir is not None:
+            # Inputs may be generated before the analysis has settings (Oasis allows it):
+            # use the model's own analysis settings, named in its oasislmf.json, if any.
+            settings = _default_settings(model_dir)
         settings_file: str | None = None
-        if analysis.settings is not None:
+        if settings is not None:
             path = dirs.root / "analysis_settings.json"
-            path.write_text(json.dumps(analysis.settings, indent=2), encoding="utf-8")
+            path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
             settings_file = str(path)
         portfolio = analysis.portfolio
         location = portfolio.location_file
@@ -328,7 +334,6 @@ class Controller:
             input_file = session.get(StoredFile, analysis.input_file_id)
             if input_file is not None:
                 input_dir = str(self.storage.abspath(input_file.path).parent / "inputs")
-        model_dir = _model_dir(model)
         return Job(
             analysis_id=analysis.id,
             run_number=analysis.run_number,
@@ -414,6 +419,14 @@ def _model_dir(model: ModelRecord) -> ModelDir | None:
         return read_model_dir(model.model_dir)
     except ModelDirError as exc:
         raise RequestError({"model_dir": str(exc)}) from exc
+
+
+def _default_settings(model_dir: ModelDir) -> dict[str, Any] | None:
+    name = model_dir.config.get("analysis_settings_json")
+    if not isinstance(name, str) or not name:
+        return None
+    path = model_dir.root / name
+    return _read_settings(path) if path.is_file() else None
 
 
 def _read_settings(path: Path) -> dict[str, Any]:

@@ -6,10 +6,10 @@ Steps before the chunks are ``(job, subtask_id)``, chunks ``(job, subtask_id, k)
 1-based), steps after the chunks ``(previous_result, job, subtask_id)``; results are file
 paths (deterministic, so a re-run chunk reports the same result to the chord).
 
-Error policy: :class:`~worker.errors.InputError` and any unexpected exception fail the
-sub-task at once (the analysis ends in ``*_ERROR`` with the message in the sub-task's
-``error_log``); :class:`~worker.errors.TransientError` is retried ``MAX_RETRIES`` times with
-a backoff. A sub-task whose run is over (cancelled, failed, superseded) is skipped.
+Error policy: an :class:`~worker.errors.InputError` fails the sub-task at once (the analysis
+ends in ``*_ERROR`` with the message in the sub-task's ``error_log``); a
+:class:`~worker.errors.TransientError` is retried ``MAX_RETRIES`` times with a backoff; any
+other exception once (``UNEXPECTED_RETRIES``), then fails with its traceback. A sub-task whose run is over (cancelled, failed, superseded) is skipped.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from worker.stages import (
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
+#: Retries of an exception that is neither an InputError nor a TransientError.
+UNEXPECTED_RETRIES = 1
 RETRY_BACKOFF_MAX_S = 30
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -106,6 +108,11 @@ class SubTaskTask(Task):  # type: ignore[misc]
                 result = self.run(*args, **kwargs)
                 _pause_after(job, self._slug(args))
                 logger.info("%s completed", self.name)
+            except (Retry, Ignore):
+                raise
+            except InputError as exc:  # deterministic: fails at once with its message
+                self._fail(subtask_id, exc, buffer.getvalue())
+                raise
             except TransientError as exc:
                 if request.retries < self.max_retries:
                     countdown = min(2**request.retries, RETRY_BACKOFF_MAX_S)
@@ -113,9 +120,13 @@ class SubTaskTask(Task):  # type: ignore[misc]
                     raise self.retry(exc=exc, countdown=countdown) from exc
                 self._fail(subtask_id, exc, buffer.getvalue())
                 raise
-            except (Retry, Ignore):
-                raise
             except Exception as exc:
+                # Unclassified (a library's own error, e.g. a numba cache race): one retry,
+                # then it fails with its traceback.
+                if request.retries < UNEXPECTED_RETRIES:
+                    message = f"{type(exc).__name__}: {exc}"
+                    recorder.retry(subtask_id, message=message, retries=request.retries + 1)
+                    raise self.retry(exc=exc, countdown=1) from exc
                 self._fail(subtask_id, exc, buffer.getvalue())
                 raise
         if not self.finishes_stage:

@@ -190,3 +190,36 @@ def test_generate_run_outputs_with_wait(
         "generate-losses-output",
         "cleanup-losses-generation",
     ]
+
+
+def test_generate_wait_exit_codes(
+    stack: Stack, model_dir: Path, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    pytest.importorskip("worker.lookup")
+    _register(redis_client, "synth", model_dir)
+    Registry(redis_client).set_chunking("synth", {"fixed_lookup_chunks": 2})
+    stack.start_controller()
+    stack.start_worker("synth")
+    good = invoke(
+        stack,
+        "create",
+        "good",
+        "--model",
+        "synth",
+        "--locations",
+        str(model_dir / "location.csv"),
+    ).stdout.strip()
+    result = invoke(stack, "generate", good, "--wait", "--timeout", "600")
+    assert result.exit_code == 0, result.output + stack.log("worker")[-3000:]
+    assert f"analysis {good}: READY" in result.output
+
+    bad_file = tmp_path / "bad.csv"
+    bad_file.write_text("PortNumber,AccNumber\n1,1\n")  # no LocNumber, no coordinates...
+    bad = invoke(
+        stack, "create", "bad", "--model", "synth", "--locations", str(bad_file)
+    ).stdout.strip()
+    result = invoke(stack, "generate", bad, "--wait", "--timeout", "600")
+    assert result.exit_code == 1, result.output
+    assert "INPUTS_GENERATION_ERROR" in result.output
+    assert "failed:" in result.output  # the failed sub-task's error log is printed
+    assert "bad.csv" in result.output
