@@ -455,6 +455,11 @@ class LocalAutoscaler:
             await self._channel.close()
             self._channel = None
 
+    def kill_all(self) -> None:
+        """SIGKILL every worker now (a second interrupt during the warm shutdown)."""
+        for model in list(self.models.values()):
+            model.pool.kill_all()
+
     def track_processes(self) -> None:
         """Notice worker exits between polls (warm shutdowns finishing, crashes)."""
         for model in list(self.models.values()):

@@ -18,7 +18,11 @@ import dataclasses
 import io
 import logging
 import re
+import shutil
+import subprocess
+import sys
 import tarfile
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -53,6 +57,8 @@ FINAL_STATUSES = frozenset(
     }
 )
 STAGES = ("inputs", "losses")
+#: File in the numba cache directory saying the demo's warm-up run filled it.
+WARM_MARKER = ".oasis-keda-warm"
 _PALT = re.compile(r"(?:^|/)(\w+?)_S1_palt\.csv$")
 
 
@@ -103,6 +109,8 @@ class DemoResult:
     final_workers: int
     timeline_png: Path
     workers_png: Path
+    warm_s: float | None = None
+    """Seconds spent compiling the numba cache first (None: it was warm)."""
 
     @property
     def ok(self) -> bool:
@@ -191,12 +199,59 @@ def render(autoscaler: LocalAutoscaler | None, rows: list[dict[str, Any]], elaps
 # -- the run --------------------------------------------------------------------------------
 
 
-def prepare_model(client: Any, config: DemoSettings) -> Path:
-    """Write the synthetic model and register it (DYNAMIC_CHUNKS, DYNAMIC_TASKS)."""
+def write_model(config: DemoSettings) -> Path:
+    """Write the synthetic model under the output directory."""
     from worker.synth import write_synthetic_model
 
     model_dir = config.out_dir / "synth-model"
     write_synthetic_model(model_dir, locations=config.locations, events=config.events, seed=1)
+    return model_dir
+
+
+def warm_numba_cache(model_dir: Path, env: dict[str, str], console: Console) -> float | None:
+    """Compile oasislmf's numba tools once, before any worker runs (first run only).
+
+    Several workers meeting a cold cache each compile the same tools at the same time,
+    which on a small machine costs several times one compile. One ``oasislmf model run`` of
+    the synthetic model (as the container build does) fills the cache the workers read
+    (``NUMBA_CACHE_DIR``, else ``~/.cache/oasis-keda/numba``). Returns the seconds spent, or
+    None when the cache was already warm.
+    """
+    from worker.oasis_env import NUMBA_CACHE_ENV, numba_cache_dir
+
+    cache = numba_cache_dir(env)
+    marker = cache / WARM_MARKER
+    if marker.exists():
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"first run: compiling oasislmf's numba tools once into {cache} (a few minutes) ..."
+    )
+    started = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix="oasis-keda-warm-"))
+    try:
+        oasislmf = Path(sys.executable).parent / "oasislmf"
+        argv = [str(oasislmf)] if oasislmf.exists() else [sys.executable, "-m", "oasislmf"]
+        result = subprocess.run(
+            [*argv, "model", "run", "--config", str(model_dir / "oasislmf.json"),
+             "--model-run-dir", str(run_dir / "run")],
+            env={**env, NUMBA_CACHE_ENV: str(cache)},
+            cwd=run_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if result.returncode != 0:
+        tail = result.stdout.decode(errors="replace").splitlines()[-15:]
+        raise LocalRuntimeError("warming the numba cache failed:\n" + "\n".join(tail))
+    marker.write_text("warmed by oasis-keda demo\n")
+    return time.monotonic() - started
+
+
+def register_model(client: Any, config: DemoSettings, model_dir: Path) -> None:
+    """Register the synthetic model: DYNAMIC_CHUNKS for both stages, DYNAMIC_TASKS scaling."""
     registry = Registry(client)
     registry.register(
         MODEL_ID,
@@ -223,7 +278,6 @@ def prepare_model(client: Any, config: DemoSettings) -> Path:
             "worker_count_min": 0,
         },
     )
-    return model_dir
 
 
 async def _drive(
@@ -232,6 +286,7 @@ async def _drive(
     settings: Settings,
     console: Console,
     stop: asyncio.Event,
+    model_dir: Path,
 ) -> tuple[list[int], float, int]:
     """Submit the analyses and show progress until they end and the workers reach 0.
 
@@ -243,7 +298,7 @@ async def _drive(
     from task_controller.app import make_controller
 
     assert sup.client is not None
-    model_dir = await asyncio.to_thread(prepare_model, sup.client, config)
+    await asyncio.to_thread(register_model, sup.client, config, model_dir)
     controller = make_controller(settings)
     ids = []
     started = time.monotonic()
@@ -274,6 +329,10 @@ async def _drive(
             ):
                 break
             if stop.is_set():  # Ctrl-C, SIGTERM, or a service died
+                console.print(
+                    "[yellow]stopping: workers finish their running chunk first "
+                    "(Ctrl-C again kills them) ..."
+                )
                 raise DemoInterruptedError("demo interrupted; stopping every process")
             if time.monotonic() - started > config.timeout_s:
                 console.print(f"[red]demo timed out after {config.timeout_s:.0f} s")
@@ -382,6 +441,8 @@ def print_summary(result: DemoResult, console: Console) -> None:
             f"of which chunks {result.chunks_per_stage.get(stage, 0):3}"
         )
     console.print(f"peak workers            {result.peak_workers}")
+    if result.warm_s is not None:
+        console.print(f"numba warm-up           {result.warm_s:.1f} s (first run only)")
     console.print(f"wall time               {result.wall_s:.1f} s (submit -> last analysis done)")
     console.print(f"sub-tasks failed        {result.failed_subtasks}")
     console.print(f"sub-tasks retried       {result.redelivered_subtasks}")
@@ -413,6 +474,10 @@ def run_demo(
         autoscaler=autoscaling or AutoscalerSettings(),
         api_port=free_port(),
     )
+    model_dir = write_model(config)
+    warm_s = warm_numba_cache(model_dir, env, console)
+    if warm_s is not None:
+        console.print(f"numba cache warm after {warm_s:.0f} s")
     sup = Supervisor(sup_config, env=env)
     console.print("starting Redis, the scaler, the controller, the API and the autoscaler ...")
     sup.start()
@@ -424,12 +489,13 @@ def run_demo(
             stop = asyncio.Event()
             serving = asyncio.create_task(sup.serve(until=stop))
             try:
-                return await _drive(sup, config, settings, console, stop)
+                return await _drive(sup, config, settings, console, stop, model_dir)
             finally:
                 stop.set()
                 await serving
 
         ids, wall_s, final_workers = asyncio.run(main())
-        return summarize(sup, settings, ids, wall_s, config, final_workers=final_workers)
+        result = summarize(sup, settings, ids, wall_s, config, final_workers=final_workers)
+        return dataclasses.replace(result, warm_s=warm_s)
     finally:
         sup.stop()

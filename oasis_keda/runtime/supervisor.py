@@ -280,12 +280,19 @@ class Supervisor:
         """Run the autoscaler until ``until`` is set, SIGINT/SIGTERM, or a child dies."""
         stop = until or asyncio.Event()
         loop = asyncio.get_running_loop()
+        autoscaler = self.autoscaler or self.make_autoscaler()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second Ctrl-C: stop waiting for running chunks
+                logger.warning("second interrupt: killing the workers")
+                autoscaler.kill_all()
+            stop.set()
+
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
-        autoscaler = self.autoscaler or self.make_autoscaler()
         task = asyncio.create_task(autoscaler.run(), name="local-autoscaler")
         try:
             while not stop.is_set() and not task.done():

@@ -188,6 +188,13 @@ class WorkerPool:
                 logger.warning("worker %s outlived its grace period: SIGKILL", w.name)
                 _kill_group(w.proc)
 
+    def kill_all(self) -> None:
+        """SIGKILL every replica's session at once (a second Ctrl-C: no more waiting)."""
+        for w in self._workers:
+            if w.alive:
+                w.stopping_at = w.stopping_at or self._clock()
+                _kill_group(w.proc)
+
     def stop_all(self, *, grace_s: float | None = None, busy_nodes: set[str] | None = None) -> None:
         """SIGTERM every replica and wait (up to ``grace_s``) for all to exit."""
         for w in self.running:
