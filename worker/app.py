@@ -24,9 +24,11 @@ from worker.recording import Recorder
 #: Analysis priority 1..10 (10 most urgent) -> kombu priority 0..9 (0 served first).
 PRIORITY_MIN = 1
 PRIORITY_MAX = 10
-#: Visibility timeout of the Redis transport, seconds: kombu's own late fallback. The
-#: janitor restores the messages of dead workers long before it.
-VISIBILITY_TIMEOUT_S = 3600
+#: Visibility timeout of the Redis transport, seconds: kombu's own late fallback. kombu
+#: restores any message unacked this long, even one a live worker is still running (a
+#: duplicate run of a long chunk), so it is long; the janitor restores the messages of dead
+#: workers within a lease TTL plus its grace period instead.
+VISIBILITY_TIMEOUT_S = 24 * 3600
 RESULT_EXPIRES_S = 7 * 24 * 3600
 
 
