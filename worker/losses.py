@@ -1,0 +1,190 @@
+"""Loss generation for one chunk, and the steps around it, on oasislmf's Python API.
+
+The run directory (``RUN``) is prepared once (``generate_losses_dir``); chunk k of N is
+oasislmf's partial run with process number k of max N, which writes ``RUN/k.work``; the
+output step merges every ``k.work`` into ``RUN/work`` (oasislmf's output step reads only
+``work``: DESIGN section 6) and writes the ORD outputs.
+
+Two choices keep chunks equal to the unchunked run: the stored analysis settings always
+carry an explicit ``number_of_samples`` (otherwise chunks after the first run with 0), and a
+chunk marks ``k.work`` complete only when its pipeline succeeded, so the output step never
+merges half a chunk.
+
+How a chunk's pipeline runs is :mod:`worker.pipeline`'s business: in this process by
+default (no per-chunk process start-up), or oasislmf's own bash script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from oasis_keda.model_dir import ModelDir
+from worker.errors import InputError, TransientError
+from worker.lookup import staging_dir
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_NAME = "analysis_settings.json"
+DEFAULT_SAMPLES = 10
+COMPLETE_MARKER = ".chunk-complete"
+# oasislmf.json keys that name files: we pass our own absolute paths instead
+_PATH_SUFFIXES = ("_csv", "_json", "_dir", "_path", "_fp", "_file")
+
+
+def event_count(model: ModelDir, analysis_settings: dict[str, Any]) -> int | None:
+    """``number_of_events`` of the chosen event set, or None if the model does not say."""
+    chosen = (analysis_settings.get("model_settings") or {}).get("event_set")
+    event_set = model.event_set(str(chosen) if chosen is not None else None)
+    return event_set.number_of_events if event_set is not None else None
+
+
+def model_options(model: ModelDir) -> dict[str, Any]:
+    """Run options from the model's oasislmf.json (``gulmc``, alloc rules...), minus paths."""
+    return {k: v for k, v in model.config.items() if not k.endswith(_PATH_SUFFIXES)}
+
+
+def _model_settings(model: ModelDir) -> dict[str, Any]:
+    try:
+        data = json.loads(model.model_settings_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"model settings {model.model_settings_json} are unreadable: {exc}"
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def run_settings(model: ModelDir, analysis_settings: dict[str, Any]) -> dict[str, Any]:
+    """The analysis settings as stored for the run: ``number_of_samples`` always explicit."""
+    if not isinstance(analysis_settings, dict):
+        raise InputError("analysis settings must be a JSON object")
+    settings = dict(analysis_settings)
+    samples = settings.get("number_of_samples")
+    if samples is None:
+        samples = _model_settings(model).get("model_default_samples", DEFAULT_SAMPLES)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        raise InputError(
+            f"analysis settings: number_of_samples must be an integer >= 0, got {samples!r}"
+        )
+    settings["number_of_samples"] = samples
+    return settings
+
+
+def step_kwargs(model: ModelDir, run_dir: Path) -> dict[str, Any]:
+    """Arguments shared by oasislmf's loss steps for this run directory."""
+    return {
+        **model_options(model),
+        "oasis_files_dir": str(run_dir / "input"),
+        "analysis_settings_json": str(run_dir / SETTINGS_NAME),
+        "model_data_dir": str(model.model_data_dir),
+        "model_settings_json": str(model.model_settings_json),
+        "model_run_dir": str(run_dir),
+    }
+
+
+def _oasis_error(what: str, exc: Exception) -> Exception:
+    from oasislmf.utils.exceptions import OasisException
+
+    if isinstance(exc, OasisException):
+        return InputError(f"{what}: {exc}")
+    return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def prepare_losses_dir(
+    *, model: ModelDir, input_dir: Path, analysis_settings: dict[str, Any], run_dir: Path
+) -> None:
+    """Build ``run_dir`` (inputs converted to binary, model data linked, summaries)."""
+    from oasislmf.manager import OasisManager
+
+    run_dir = Path(run_dir)
+    settings = run_settings(model, analysis_settings)
+    with staging_dir(run_dir) as tmp:
+        (tmp / SETTINGS_NAME).write_text(json.dumps(settings, indent=2), encoding="utf-8")
+        kwargs = step_kwargs(model, tmp)
+        kwargs["oasis_files_dir"] = str(Path(input_dir))
+        try:
+            OasisManager().generate_losses_dir(**kwargs)
+        except Exception as exc:
+            raise _oasis_error(f"preparing the loss run in {run_dir}", exc) from exc
+    logger.info("loss run directory ready: %s", run_dir)
+
+
+def _chunk_dir(run_dir: Path, chunk_index: int) -> Path:
+    return run_dir / f"{chunk_index}.work"
+
+
+def run_loss_chunk(*, model: ModelDir, run_dir: Path, chunk_index: int, num_chunks: int) -> None:
+    """Run chunk k of N: oasislmf's partial run, writing ``run_dir/k.work``."""
+    from worker import pipeline
+
+    run_dir = Path(run_dir)
+    if not 1 <= chunk_index <= num_chunks:
+        raise ValueError(f"chunk {chunk_index} of {num_chunks} is out of range")
+    if not (run_dir / SETTINGS_NAME).is_file():
+        raise InputError(f"{run_dir} is not a prepared loss run (no {SETTINGS_NAME})")
+    work = _chunk_dir(run_dir, chunk_index)
+    (work / COMPLETE_MARKER).unlink(missing_ok=True)
+    try:
+        pipeline.run_partial(
+            step_kwargs(model, run_dir), process_number=chunk_index, max_process_id=num_chunks
+        )
+    except (InputError, TransientError):
+        raise
+    except Exception as exc:
+        raise _oasis_error(f"loss chunk {chunk_index} of {num_chunks} in {run_dir}", exc) from exc
+    work.mkdir(exist_ok=True)
+    (work / COMPLETE_MARKER).write_text("", encoding="utf-8")
+    logger.info("loss chunk %d of %d done in %s", chunk_index, num_chunks, run_dir)
+
+
+def merge_chunk_work(run_dir: Path, num_chunks: int) -> None:
+    """Rebuild ``run_dir/work`` from every complete ``k.work`` (hard links, else copies)."""
+    missing = [
+        k
+        for k in range(1, num_chunks + 1)
+        if not (_chunk_dir(run_dir, k) / COMPLETE_MARKER).exists()
+    ]
+    if missing:
+        raise TransientError(f"{run_dir}: loss chunks {missing} of {num_chunks} are not complete")
+    work = run_dir / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    for k in range(1, num_chunks + 1):
+        src = _chunk_dir(run_dir, k)
+        for root, _dirs, files in os.walk(src):
+            dest = work / Path(root).relative_to(src)
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if name == COMPLETE_MARKER:
+                    continue
+                target = dest / name
+                if target.exists():
+                    raise TransientError(f"{run_dir}: {target} written by two chunks")
+                try:
+                    os.link(Path(root) / name, target)
+                except OSError:
+                    shutil.copy2(Path(root) / name, target)
+
+
+def generate_losses_output(
+    *, model: ModelDir, run_dir: Path, num_chunks: int, output_dir: Path
+) -> None:
+    """Merge chunk work and write the ORD outputs; copy ``run_dir/output`` to ``output_dir``."""
+    from worker import pipeline
+
+    run_dir = Path(run_dir)
+    merge_chunk_work(run_dir, num_chunks)
+    try:
+        pipeline.run_outputs(step_kwargs(model, run_dir), max_process_id=num_chunks)
+    except (InputError, TransientError):
+        raise
+    except Exception as exc:
+        raise _oasis_error(f"loss outputs of {run_dir}", exc) from exc
+    with staging_dir(Path(output_dir)) as tmp:
+        shutil.copytree(run_dir / "output", tmp, dirs_exist_ok=True)
+    logger.info("loss outputs of %s (%d chunks) in %s", run_dir, num_chunks, output_dir)
