@@ -168,8 +168,8 @@ def _write_model_data(model_data: Path, rng: np.random.Generator, events: int) -
 
 def _write_areaperils(path: Path) -> None:
     """The grid cells as polygons (GeoParquet, EPSG:4326) for the built-in rtree step."""
-    import geopandas as gpd
-    from shapely.geometry import box
+    import geopandas as gpd  # type: ignore[import-untyped]
+    from shapely.geometry import box  # type: ignore[import-untyped]
 
     ids, cells = [], []
     for lon_i in range(GRID):
