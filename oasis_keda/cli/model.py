@@ -1,0 +1,58 @@
+"""``oasis-keda model synth``: write the built-in synthetic model to a directory.
+
+The main job, the demo and the fast tests run on this model, so it must be there without
+network or ../shared. The directory it writes is an ordinary oasislmf model directory that
+``oasis-keda models register ID --model-dir DIR`` accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def model() -> None:
+    """Built-in model tools."""
+
+
+@model.command("synth")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write the model into (created if missing).",
+)
+@click.option(
+    "--locations",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Rows of the OED location file.  [default: 40]",
+)
+@click.option(
+    "--events",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Events in the event set.  [default: 60]",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+def synth(directory: str, locations: int | None, events: int | None, seed: int) -> None:
+    """Write a small deterministic Oasis model (same arguments, same bytes)."""
+    from worker.oasis_env import prepare_process
+
+    prepare_process()
+    from worker.synth import DEFAULT_EVENTS, DEFAULT_LOCATIONS, write_synthetic_model
+
+    written = write_synthetic_model(
+        Path(directory),
+        locations=locations or DEFAULT_LOCATIONS,
+        events=events or DEFAULT_EVENTS,
+        seed=seed,
+    )
+    click.echo(f"model written to {written.root}")
+    click.echo(f"  locations: {written.root / 'location.csv'}")
+    click.echo(f"  accounts:  {written.root / 'account.csv'}")
+    click.echo(f"  settings:  {written.root / 'analysis_settings.json'}")
+    click.echo(f"  register:  oasis-keda models register synth --model-dir {written.root}")
