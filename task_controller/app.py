@@ -8,8 +8,10 @@ process also runs the :class:`~task_controller.janitor.Janitor`.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from oasis_keda import keys
 from oasis_keda.registry import Registry
 from oasis_keda.settings import Settings
 from oasis_keda.store import make_engine, make_session_factory
@@ -34,11 +36,29 @@ def make_controller(settings: Settings, *, context: WorkerContext | None = None)
     )
     app.oasis_controller = controller
 
-    @app.task(name=DISPATCH_TASK, shared=False, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    # Main tasks hold leases like sub-tasks (LeasedRequest), so the janitor of another
+    # controller replica, or of the next one, can restore those of a dead controller.
+    @app.task(  # type: ignore[untyped-decorator]
+        name=DISPATCH_TASK,
+        shared=False,
+        acks_late=True,
+        ignore_result=True,
+        Request="worker.signals:LeasedRequest",
+    )
     def dispatch(analysis_id: int, run_number: int, stage: str, options: dict[str, Any]) -> int:
+        pause_s = float(options.get("dispatch_pause_s", 0))
+        if pause_s > 0:  # test hook: a controller killed while it holds a main task
+            logger.info("dispatch of analysis %s paused %s s (test hook)", analysis_id, pause_s)
+            time.sleep(pause_s)
         return controller.dispatch(analysis_id, run_number, stage, options)
 
-    @app.task(name=REQUEST_RUN_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        name=REQUEST_RUN_TASK,
+        shared=False,
+        acks_late=True,
+        ignore_result=True,
+        Request="worker.signals:LeasedRequest",
+    )
     def request_run(analysis_id: int) -> int:
         try:
             return controller.request(analysis_id, LOSSES)
@@ -57,5 +77,6 @@ def reconcile(controller: Controller) -> None:
         logger.info("main tasks reconciled: %d added, %d removed", added, removed)
 
 
-def model_queues(controller: Controller) -> list[str]:
-    return [m.queue for m in Registry(controller.client).list()]
+def janitor_queues(controller: Controller) -> list[str]:
+    """Queues whose abandoned messages the janitor restores: every model's, and its own."""
+    return [*(m.queue for m in Registry(controller.client).list()), keys.CONTROLLER_QUEUE]

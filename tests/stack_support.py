@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from oasis_keda.settings import Settings
 from oasis_keda.store import Analysis, SubTask
@@ -67,6 +66,8 @@ class Stack:
             str(JANITOR_GRACE_S),
             "--janitor-interval-s",
             str(JANITOR_INTERVAL_S),
+            "--lease-ttl-s",
+            str(LEASE_TTL_S),
             name="controller",
         )
 

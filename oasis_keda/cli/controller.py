@@ -39,15 +39,21 @@ def controller() -> None:
     type=click.FloatRange(min=0.0),
     help="Restore an unacked sub-task only after this long without a live lease.",
 )
+@click.option(
+    "--lease-ttl-s", default=30.0, show_default=True, type=click.FloatRange(min=0.5),
+    help="Main-task lease TTL: a killed controller's main tasks are restored after it.",
+)
 def serve(
     redis_url: str | None,
     storage_dir: str | None,
     database_url: str | None,
     janitor_interval_s: float,
     janitor_grace_s: float,
+    lease_ttl_s: float,
 ) -> None:
     """Consume main tasks until SIGTERM."""
-    from task_controller.app import make_controller, model_queues, reconcile
+    from oasis_keda.leases import LeaseKeeper
+    from task_controller.app import janitor_queues, make_controller, reconcile
     from task_controller.janitor import Janitor
     from worker import signals
 
@@ -55,17 +61,19 @@ def serve(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
     )
     ctl = make_controller(settings)
-    signals.install(recorder=ctl.app.oasis.recorder)
+    node = f"controller.{os.getpid()}@{socket.gethostname()}"
+    keeper = LeaseKeeper(ctl.client, queue=keys.CONTROLLER_QUEUE, node=node, ttl_s=lease_ttl_s)
+    signals.install(recorder=ctl.app.oasis.recorder, keeper=keeper)
+    keeper.start()
     reconcile(ctl)
     janitor = Janitor(
         ctl.client,
-        queues=lambda: model_queues(ctl),
+        queues=lambda: janitor_queues(ctl),
         reconcile=lambda: reconcile(ctl),
         grace_s=janitor_grace_s,
         interval_s=janitor_interval_s,
     )
     janitor.start()
-    node = f"controller.{os.getpid()}@{socket.gethostname()}"
     try:
         ctl.app.worker_main(
             [
@@ -87,3 +95,4 @@ def serve(
         )
     finally:
         janitor.stop()
+        keeper.stop()

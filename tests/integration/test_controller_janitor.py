@@ -20,7 +20,7 @@ from oasis_keda.registry import Registry
 from oasis_keda.settings import Settings
 from oasis_keda.store import Analysis, Portfolio
 from task_controller import records
-from task_controller.app import make_controller, model_queues, reconcile
+from task_controller.app import janitor_queues, make_controller, reconcile
 from task_controller.janitor import UNACKED, UNACKED_INDEX, Janitor
 
 QUEUE = keys.default_queue("m1")
@@ -98,6 +98,6 @@ def test_main_tasks_are_reconciled_with_the_records(
     redis_client.hset(keys.main_tasks("m1"), f"{done_id}:inputs", "4")
     reconcile(controller)
     assert redis_client.hgetall(keys.main_tasks("m1")) == {f"{running_id}:losses".encode(): b"7"}
-    assert model_queues(controller) == [QUEUE]
+    assert janitor_queues(controller) == [QUEUE, keys.CONTROLLER_QUEUE]
     with controller.sessions() as session:
         assert records.reconcile_main_tasks(session, redis_client, ["m1"]) == (0, 0)

@@ -107,3 +107,33 @@ def test_sigkilled_worker_chunk_is_restored_and_the_stage_completes(
     assert f".{worker2.pid}@" in (rerun.worker or "")  # the killed chunk ran again on worker2
     assert "sleeping" in (rerun.output_log or "")
     wait_for(lambda: redis_client.hlen("unacked") == 0, 10, "every message acked")
+
+
+def test_killed_controller_main_task_is_restored(
+    stack: Stack, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    controller = stack.start_controller()
+    stack.wait_log("controller", "ready.")
+    stack.start_worker(MODEL)
+    analysis_id = _request(stack, tmp_path, noop_chunks=2, dispatch_pause_s=3)
+    wait_for(
+        lambda: redis_client.zcard(keys.leases_tasks(keys.CONTROLLER_QUEUE)) == 1,
+        30,
+        "the controller holding the main task",
+    )
+    os.killpg(controller.pid, signal.SIGKILL)
+    controller.wait(timeout=10)
+    assert stack.analysis(analysis_id).status == "INPUTS_GENERATION_QUEUED"
+    stack.start(
+        "controller",
+        "serve",
+        "--janitor-grace-s",
+        "2",
+        "--janitor-interval-s",
+        "0.5",
+        "--lease-ttl-s",
+        str(LEASE_TTL_S),
+        name="controller2",
+    )
+    assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
+    assert "restored task" in stack.log("controller2")
