@@ -38,8 +38,8 @@ from worker.synth import analysis_settings, write_synthetic_model
 pytest.importorskip("worker.lookup")
 pytest.importorskip("worker.losses")
 
-# Each test runs oasislmf several times (about 1-3 minutes here): `make test-slow`.
-pytestmark = pytest.mark.slow
+#: A cold numba cache compiles the pipeline tools once (minutes); later runs take seconds.
+pytestmark = pytest.mark.timeout(900)
 
 LOCATIONS = 12
 EVENTS = 20
@@ -164,7 +164,7 @@ def _run_notebook(stack: Stack, chunking: dict[str, Any]) -> tuple[Any, int, int
     ("chunking", "lookup_chunks", "loss_chunks"),
     [
         ({"fixed_lookup_chunks": 3, "fixed_analysis_chunks": 4}, 3, 4),
-        (
+        pytest.param(
             {
                 "lookup_strategy": "DYNAMIC_CHUNKS",
                 "dynamic_locations_per_lookup": 5,
@@ -173,11 +173,11 @@ def _run_notebook(stack: Stack, chunking: dict[str, Any]) -> tuple[Any, int, int
             },
             3,  # ceil(12 / 5)
             3,  # ceil(20 / 7)
+            marks=pytest.mark.slow,
         ),
     ],
     ids=["fixed", "dynamic"],
 )
-@pytest.mark.timeout(600)
 def test_the_notebook_flow_runs_unmodified(
     stack: Stack, chunking: dict[str, Any], lookup_chunks: int, loss_chunks: int
 ) -> None:
@@ -210,7 +210,6 @@ def test_the_notebook_flow_runs_unmodified(
     assert frames and all(len(f) > 0 for f in frames.values())
 
 
-@pytest.mark.timeout(600)
 def test_outputs_equal_the_clis_and_refusals_come_from_the_controller(stack: Stack) -> None:
     chunking = {"fixed_lookup_chunks": 2, "fixed_analysis_chunks": 2}
     assert stack.server is not None
