@@ -1,0 +1,106 @@
+"""Helpers for the oasislmf stage tests: run the stages in-process, compare output trees."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from oasis_keda.model_dir import ModelDir, read_model_dir
+from worker import lookup, losses
+
+PIWIND = Path("/work/shared/piwind")
+PIWIND_10 = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
+PIWIND_FULL = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind.csv"
+PIWIND_ACC = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"
+
+
+def piwind() -> ModelDir:
+    return read_model_dir(PIWIND)
+
+
+def piwind_settings(samples: int = 10) -> dict[str, Any]:
+    """PiWind's analysis settings without reinsurance (no RI files here), samples explicit."""
+    settings = json.loads((PIWIND / "analysis_settings.json").read_text(encoding="utf-8"))
+    for key in ("ri_output", "ri_summaries"):
+        settings.pop(key, None)
+    settings["number_of_samples"] = samples
+    return settings
+
+
+def model_settings(model: ModelDir) -> dict[str, Any]:
+    return json.loads((model.root / "analysis_settings.json").read_text(encoding="utf-8"))
+
+
+def run_keys(model: ModelDir, location_file: Path, n: int, out: Path) -> Path:
+    chunks = [
+        lookup.prepare_keys_chunk(
+            model=model,
+            location_file=location_file,
+            chunk_index=k,
+            num_chunks=n,
+            out_dir=out / "chunks",
+        )
+        for k in range(1, n + 1)
+    ]
+    return lookup.collect_keys(chunk_outputs=chunks, out_dir=out / "keys")
+
+
+def run_inputs(
+    model: ModelDir,
+    location_file: Path,
+    accounts_file: Path | None,
+    settings: dict[str, Any],
+    out: Path,
+    lookup_chunks: int = 1,
+) -> Path:
+    keys = run_keys(model, location_file, lookup_chunks, out)
+    lookup.write_input_files(
+        model=model,
+        location_file=location_file,
+        accounts_file=accounts_file,
+        keys_file=keys,
+        analysis_settings=settings,
+        input_dir=out / "input",
+    )
+    return out / "input"
+
+
+def run_losses(
+    model: ModelDir,
+    input_dir: Path,
+    settings: dict[str, Any],
+    n: int,
+    out: Path,
+    order: Sequence[int] | None = None,
+) -> Path:
+    run_dir = out / "run"
+    losses.prepare_losses_dir(
+        model=model, input_dir=input_dir, analysis_settings=settings, run_dir=run_dir
+    )
+    for k in order or range(1, n + 1):
+        losses.run_loss_chunk(model=model, run_dir=run_dir, chunk_index=k, num_chunks=n)
+    losses.generate_losses_output(
+        model=model, run_dir=run_dir, num_chunks=n, output_dir=out / "output"
+    )
+    return out / "output"
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def assert_same_outputs(got: Path, want: Path) -> None:
+    """Every file present in both, byte-identical or identical after sorting rows."""
+    a, b = tree(got), tree(want)
+    assert sorted(a) == sorted(b)
+    assert a, f"no files in {want}"
+    for name in b:
+        if a[name] == b[name]:
+            continue
+        lines_a, lines_b = a[name].splitlines(), b[name].splitlines()
+        assert lines_a[:1] == lines_b[:1], f"{name}: headers differ"
+        assert sorted(lines_a[1:]) == sorted(lines_b[1:]), f"{name} differs"
