@@ -7,7 +7,8 @@ scaling configured over HTTP; portfolio upload; analysis creation with settings;
 ``run_generate`` and ``run_analysis`` to completion under FIXED and DYNAMIC chunking;
 sub-task slugs and counts equal to the controller's plan; a sub-task's output log read
 back; outputs equal to the CLI's run of the same inputs; the run refusals the controller
-makes (run before inputs, DYNAMIC loss chunking without ``number_of_events``).
+makes (run before inputs, DYNAMIC loss chunking without ``number_of_events``, cancel with
+nothing in progress); cancel through the client.
 """
 
 from __future__ import annotations
@@ -255,6 +256,14 @@ def test_outputs_equal_the_clis_and_refusals_come_from_the_controller(stack: Sta
     assert set(api_frames) == set(cli_frames)
     for name, frame in api_frames.items():
         pd.testing.assert_frame_equal(_sorted(frame), _sorted(cli_frames[name]), obj=name)
+
+    # cancel through the client while the run is queued or running; then nothing to cancel
+    r = s.post(f"{stack.server.url}/v2/analyses/{analysis_id}/run/", json={}, timeout=10)
+    assert r.json()["status"] in ("RUN_QUEUED", "RUN_STARTED")
+    client.cancel_analysis(analysis_id)
+    assert client.analyses.status(analysis_id) == "RUN_CANCELLED"
+    r = s.post(f"{stack.server.url}/v2/analyses/{analysis_id}/cancel/", json={}, timeout=10)
+    assert r.status_code == 400 and "status" in r.json(), r.text
 
     # DYNAMIC loss chunking on a model whose event set has no number_of_events
     settings_file = read_model_dir(stack.model_dir).model_settings_json
