@@ -282,9 +282,9 @@ def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
     main = _tool_main(argv[0])
     saved = sys.argv, sys.stdin, sys.stdout
     with open(stdin or os.devnull, "rb") as fin, open(stdout, "wb") as fout:
-        sys.argv = list(argv)
-        sys.stdin = io.TextIOWrapper(fin)
-        sys.stdout = io.TextIOWrapper(fout, write_through=True)
+        text_in = io.TextIOWrapper(fin)
+        text_out = io.TextIOWrapper(fout, write_through=True)
+        sys.argv, sys.stdin, sys.stdout = list(argv), text_in, text_out
         try:
             with _preserved_logging():
                 main()
@@ -292,10 +292,11 @@ def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
             if exc.code not in (None, 0):
                 raise RuntimeError(f"{argv[0]} exited with {exc.code}") from exc
         finally:
-            try:
-                sys.stdout.flush()
-            finally:
-                sys.argv, sys.stdin, sys.stdout = saved
+            sys.argv, sys.stdin, sys.stdout = saved
+            text_out.flush()
+            # leave the files to the with-block: a wrapper closed by GC would warn
+            text_in.detach()
+            text_out.detach()
 
 
 def _tee(stdin: str | None, outputs: list[str], stdout: str) -> None:
