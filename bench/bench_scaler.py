@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oasis_keda import keys
 from oasis_keda.embedded_redis import free_port
@@ -241,6 +241,7 @@ async def measure(redis_url: str) -> dict[str, Any]:
             results[f"limit_{name}"] = await scenario(port, client, rate, proc.pid)
         Registry(client).set_global_worker_limit(None)
         results["activation"] = await activation(port, client)
+        results["floor"] = await floor(free_port())
         results["load"] = (load_before, os.getloadavg()[0])
         return results
     finally:
@@ -273,6 +274,12 @@ def run(settings: Settings) -> str:
             f"{s['rate']:,.0f} | {s['evalsha_per_call']:.3f} | {cpu['scaler']:.0f} / "
             f"{cpu['client']:.0f} / {cpu['redis']:.0f} | {others} | {verdict} |"
         )
+    f = r["floor"]
+    rows.append(
+        f"| reference: empty grpc.aio GetMetrics handler (no Redis), offered "
+        f"{OFFERED_RATE:,.0f}/s | {f['p50']:.2f} | {f['p99']:.2f} | {f['max']:.1f} | "
+        f"{f['rate']:,.0f} | - | {f['cpu_us']:.0f} / - / - | - | floor of the gRPC stack |"
+    )
     a = r["activation"]
     act_ok = a["p99"] <= GOAL_ACTIVATION_P99_MS
     return (
@@ -298,5 +305,47 @@ def run(settings: Settings) -> str:
     )
 
 
+class _FloorServicer(pb_grpc.ExternalScalerServicer):
+    """A GetMetrics that does nothing: the cost of grpc.aio itself, for reference."""
+
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetMetricsResponse:
+        value = pb.MetricValue(metricName="floor", metricValue=1, metricValueFloat=1.0)
+        return pb.GetMetricsResponse(metricValues=[value])
+
+
+async def _serve_floor(port: int) -> None:
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(_FloorServicer(), server)  # type: ignore[abstract]
+    health_servicer = health.aio.HealthServicer()  # SERVING for "" by default
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def _start_floor(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bench.bench_scaler", "floor-server", str(port)])
+
+
+async def floor(port: int) -> dict[str, Any]:
+    proc = _start_floor(port)
+    try:
+        await wait_serving(port)
+        cpu_before = proc_cpu_s(proc.pid)
+        t0 = time.perf_counter()
+        result = await load(port, OFFERED_RATE)
+        total = result["rate"] * (time.perf_counter() - t0)
+        result["cpu_us"] = (proc_cpu_s(proc.pid) - cpu_before) / total * 1e6
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 if __name__ == "__main__":
-    print(run(Settings.from_env(os.environ)))
+    if sys.argv[1:2] == ["floor-server"]:
+        asyncio.run(_serve_floor(int(sys.argv[2])))
+    else:
+        print(run(Settings.from_env(os.environ)))
