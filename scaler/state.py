@@ -1,13 +1,15 @@
-"""Reading models' live queue state from Redis: one EVALSHA per call.
+"""Reading models' live queue state from Redis: one EVALSHA per read.
 
-One Lua script reads, atomically and in one round trip: the global worker limit; the
+One Lua script reads, atomically and in one round trip: the global worker limit; each
 model's record (queue and scaling configuration); the waiting messages of every priority
 list of its Celery queue; its live task and busy leases (counted against Redis server
-time, expired ones trimmed); and its main tasks in progress with their highest priority.
-When a global limit is set the script reads every registered model the same way, because
-the budget needs them all; concurrent callers then share one read (:mod:`scaler.singleflight`).
+time; a read of single models also trims expired ones); and its main tasks in progress
+with their highest priority. When a global limit is set the script reads every registered
+model, because the budget needs them all. The reply is one JSON string (redis-py parses a
+bulk string far faster than nested arrays).
 
 Key names come from :mod:`oasis_keda.keys`: the script gets them as prefix/suffix pairs.
+(The script touches keys it is not given in KEYS, so it does not run on Redis Cluster.)
 """
 
 from __future__ import annotations
