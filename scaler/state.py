@@ -38,32 +38,32 @@ logger = logging.getLogger(__name__)
 
 _MARK = "\x00Q\x00"
 
-# KEYS: models hash, settings hash. ARGV: limit field, priority sep, prefix/suffix pairs for
-# leases_tasks, leases_busy and main_tasks, the number of priority steps, the steps, then
-# the model ids to read (none = every model; every model anyway when a limit is set).
+# KEYS: models hash, settings hash. ARGV[1]: JSON of the key layout (limit field, priority
+# separator and steps, prefix/suffix pairs of leases_tasks, leases_busy and main_tasks; one
+# argument because redis-py encodes each argument in Python), then the model ids to read
+# (none = every model; every model anyway when a limit is set).
 # Reply: JSON [limit or "", [row, ...]]; row = [id, queue, scaling json, tasks, busy, main,
 # main max priority, llen per step...]; a row for a record that cannot be decoded is [id].
 _STATE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = redis.call('HGET', KEYS[2], ARGV[1])
-local sep = ARGV[2]
-local nsteps = tonumber(ARGV[9])
-local first_id = 10 + nsteps
-local single = not limit and #ARGV >= first_id
+local cfg = cjson.decode(ARGV[1])
+local limit = redis.call('HGET', KEYS[2], cfg.limit)
+local sep = cfg.sep
+local single = not limit and #ARGV >= 2
 local function row(model_id, raw)
   local ok, rec = pcall(cjson.decode, raw)
   if not ok or type(rec) ~= 'table' or type(rec.queue) ~= 'string' then return {model_id} end
   local q = rec.queue
   local scaling = rec.scaling
   if type(scaling) ~= 'table' then scaling = {} end
-  local tk = ARGV[3] .. q .. ARGV[4]
-  local bk = ARGV[5] .. q .. ARGV[6]
+  local tk = cfg.tasks[1] .. q .. cfg.tasks[2]
+  local bk = cfg.busy[1] .. q .. cfg.busy[2]
   if single then  -- trim here; a read of every model only counts (keepers trim too)
     redis.call('ZREMRANGEBYSCORE', tk, '-inf', now)
     redis.call('ZREMRANGEBYSCORE', bk, '-inf', now)
   end
-  local mains = redis.call('HVALS', ARGV[7] .. model_id .. ARGV[8])
+  local mains = redis.call('HVALS', cfg.main[1] .. model_id .. cfg.main[2])
   local maxp = 0
   for _, v in ipairs(mains) do
     local n = tonumber(v)
@@ -72,9 +72,9 @@ local function row(model_id, raw)
   local r = {model_id, q, cjson.encode(scaling),
              redis.call('ZCOUNT', tk, '(' .. now, '+inf'),
              redis.call('ZCOUNT', bk, '(' .. now, '+inf'), #mains, math.floor(maxp)}
-  for i = 10, first_id - 1 do
+  for _, step in ipairs(cfg.steps) do
     local key = q
-    if ARGV[i] ~= '0' then key = q .. sep .. ARGV[i] end
+    if step ~= '0' then key = q .. sep .. step end
     r[#r + 1] = redis.call('LLEN', key)
   end
   return r
@@ -84,7 +84,7 @@ if not single then
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do rows[#rows + 1] = row(all[i], all[i + 1]) end
 else
-  for i = first_id, #ARGV do
+  for i = 2, #ARGV do
     local raw = redis.call('HGET', KEYS[1], ARGV[i])
     if raw then rows[#rows + 1] = row(ARGV[i], raw) end
   end
@@ -99,19 +99,20 @@ def _split(template: str) -> list[str]:
     return [pre, post]
 
 
-def _base_args() -> tuple[str, ...]:
-    return (
-        keys.SETTING_GLOBAL_WORKER_LIMIT,
-        keys.PRIORITY_SEP,
-        *_split(keys.leases_tasks(_MARK)),
-        *_split(keys.leases_busy(_MARK)),
-        *_split(keys.main_tasks(_MARK)),
-        str(len(keys.PRIORITY_STEPS)),
-        *(str(p) for p in keys.PRIORITY_STEPS),
-    )
+def _layout() -> bytes:
+    return json.dumps(
+        {
+            "limit": keys.SETTING_GLOBAL_WORKER_LIMIT,
+            "sep": keys.PRIORITY_SEP,
+            "steps": [str(p) for p in keys.PRIORITY_STEPS],
+            "tasks": _split(keys.leases_tasks(_MARK)),
+            "busy": _split(keys.leases_busy(_MARK)),
+            "main": _split(keys.main_tasks(_MARK)),
+        }
+    ).encode()
 
 
-_BASE_ARGS = _base_args()
+_LAYOUT = _layout()
 _SCRIPT_KEYS = (keys.MODELS, keys.SETTINGS)
 
 
@@ -284,7 +285,7 @@ class StateReader:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):
-                reply = await self._script(keys=_SCRIPT_KEYS, args=(*_BASE_ARGS, *model_ids))
+                reply = await self._script(keys=_SCRIPT_KEYS, args=(_LAYOUT, *model_ids))
         except (RedisError, OSError, TimeoutError) as exc:
             self._all = None  # never serve a snapshot across an outage
             raise BrokerUnavailableError(f"Redis unreachable: {exc or type(exc).__name__}") from exc
