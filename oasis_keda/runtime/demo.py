@@ -13,12 +13,15 @@ every process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import io
 import logging
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -59,6 +62,7 @@ FINAL_STATUSES = frozenset(
 STAGES = ("inputs", "losses")
 #: File in the numba cache directory saying the demo's warm-up run filled it.
 WARM_MARKER = ".oasis-keda-warm"
+WARM_TIMEOUT_S = 1800.0
 _PALT = re.compile(r"(?:^|/)(\w+?)_S1_palt\.csv$")
 
 
@@ -229,22 +233,35 @@ def warm_numba_cache(model_dir: Path, env: dict[str, str], console: Console) -> 
     )
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="oasis-keda-warm-"))
+    bin_dir = Path(sys.executable).parent  # the pipeline tools (gulmc, fmpy, ...) live here
+    oasislmf = bin_dir / "oasislmf"
+    argv = [str(oasislmf)] if oasislmf.exists() else [sys.executable, "-m", "oasislmf"]
+    log = run_dir / "warm.log"
     try:
-        oasislmf = Path(sys.executable).parent / "oasislmf"
-        argv = [str(oasislmf)] if oasislmf.exists() else [sys.executable, "-m", "oasislmf"]
-        result = subprocess.run(
-            [*argv, "model", "run", "--config", str(model_dir / "oasislmf.json"),
-             "--model-run-dir", str(run_dir / "run")],
-            env={**env, NUMBA_CACHE_ENV: str(cache)},
-            cwd=run_dir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*argv, "model", "run", "--config", str(model_dir / "oasislmf.json"),
+                 "--model-run-dir", str(run_dir / "run")],
+                env={**env, NUMBA_CACHE_ENV: str(cache),
+                     "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"},
+                cwd=run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its pipeline shells and tools die with it
+            )  # fmt: skip
+            try:
+                returncode = proc.wait(timeout=WARM_TIMEOUT_S)
+            except BaseException:  # timeout, Ctrl-C: leave no pipeline behind
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
+        output = log.read_text(errors="replace")
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    if result.returncode != 0:
-        tail = result.stdout.decode(errors="replace").splitlines()[-15:]
+    if returncode != 0:
+        tail = output.splitlines()[-15:]
         raise LocalRuntimeError("warming the numba cache failed:\n" + "\n".join(tail))
     marker.write_text("warmed by oasis-keda demo\n")
     return time.monotonic() - started

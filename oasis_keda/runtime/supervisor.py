@@ -203,6 +203,9 @@ class Supervisor:
                 else {}
             ),
             "PYTHONUNBUFFERED": "1",
+            # the oasislmf pipeline tools live beside this interpreter, venv activated or not
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+            f"{self.base_env.get('PATH', os.defpath)}",
             # the API accepts its default login only inside the local runtime
             "OASIS_KEDA_LOCAL_RUNTIME": "1",
         }
