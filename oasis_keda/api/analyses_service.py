@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from oasis_keda.api.context import ApiContext, check_id
+from oasis_keda.api.context import MAX_ID, ApiContext, check_id
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.serializers import analysis_body
 from oasis_keda.api.validation import body_dict, check_analysis_settings, pk_field, required_str
@@ -66,7 +66,7 @@ def _model_registry_id(ctx: ApiContext, pk: int, errors: dict[str, Any]) -> str:
     if "model" in errors:
         return ""
     try:
-        if not 1 <= pk <= 2**31 - 1:
+        if not 1 <= pk <= MAX_ID:
             raise ModelNotFoundError(str(pk))
         return ctx.registry.get_by_pk(pk).model_id
     except ModelNotFoundError:
@@ -77,7 +77,7 @@ def _model_registry_id(ctx: ApiContext, pk: int, errors: dict[str, Any]) -> str:
 def _check_portfolio(session: Session, pk: int, errors: dict[str, Any]) -> None:
     if "portfolio" in errors:
         return
-    portfolio = session.get(Portfolio, pk) if 1 <= pk <= 2**31 - 1 else None
+    portfolio = session.get(Portfolio, pk) if 1 <= pk <= MAX_ID else None
     if portfolio is None:
         errors["portfolio"] = [f'Invalid pk "{pk}" - object does not exist.']
     elif portfolio.location_file_id is None and portfolio.accounts_file_id is None:
