@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import pandas as pd
 import pytest
 import redis
 import requests
@@ -423,3 +424,23 @@ def test_hashed_passwords_and_short_secrets(tmp_path: Path) -> None:
         auth.login("u", hashed)
     with pytest.raises(ApiConfigError, match="OASIS_KEDA_API_SECRET"):
         ApiSettings.from_env({"OASIS_KEDA_API_SECRET": "short"})
+
+
+def test_parquet_view_and_safe_stored_names(api_server: ApiServer) -> None:
+    client = _client(api_server)
+    client.portfolios.create("p")
+    client.portfolios.location_file.upload_byte(
+        1, io.BytesIO(LOCATION_CSV), "../../../escape.csv", "text/csv"
+    )
+    storage = api_server.settings.core.storage_dir
+    [stored] = [p for p in (storage / "uploads").rglob("*") if p.is_file()]
+    assert stored.name == "escape.csv" and stored.parent.parent == storage / "uploads"
+    assert client.portfolios.get(1).json()["location_file"]["name"] == "../../../escape.csv"
+    s = api_server.session()
+    url = f"{api_server.url}/v2/portfolios/1/location_file/"
+    r = s.get(url, params={"file_format": "parquet"}, timeout=5)
+    assert r.headers["Content-Type"] == "application/octet-stream"
+    assert list(pd.read_parquet(io.BytesIO(r.content))["LocNumber"]) == ["L1"]
+    r = s.get(url, params={"file_format": "csv"}, timeout=5)
+    assert r.headers["Content-Type"] == "text/csv" and r.content == LOCATION_CSV
+    assert s.get(url, params={"file_format": "xls"}, timeout=5).status_code == 400
