@@ -444,3 +444,29 @@ def test_parquet_view_and_safe_stored_names(api_server: ApiServer) -> None:
     r = s.get(url, params={"file_format": "csv"}, timeout=5)
     assert r.headers["Content-Type"] == "text/csv" and r.content == LOCATION_CSV
     assert s.get(url, params={"file_format": "xls"}, timeout=5).status_code == 400
+
+
+def test_an_analysis_chunking_configuration_of_its_own(
+    api_server: ApiServer, registry: Registry, synth_dir: Path
+) -> None:
+    registry.register(
+        "synth",
+        supplier_id="OasisKeda",
+        model_name="Synth",
+        version_id="1",
+        model_dir=str(synth_dir),
+    )
+    registry.set_chunking("synth", {"fixed_lookup_chunks": 2})
+    client = _client(api_server)
+    client.portfolios.create("p")
+    client.portfolios.location_file.post(1, io.BytesIO(LOCATION_CSV), content_type="text/csv")
+    client.analyses.create("a", 1, 1)
+    assert client.analyses.chunking_configuration.get(1).json()["fixed_lookup_chunks"] == 2
+    own = client.analyses.chunking_configuration.post(1, {"fixed_analysis_chunks": 6}).json()
+    assert (own["fixed_lookup_chunks"], own["fixed_analysis_chunks"]) == (2, 6)
+    with pytest.raises(requests.HTTPError) as err:
+        client.analyses.chunking_configuration.post(1, {"dynamic_chunks_max": 0})
+    assert err.value.response.status_code == 400
+    assert "dynamic_chunks_max" in err.value.response.json()
+    assert client.analyses.chunking_configuration.get(1).json() == own
+    assert registry.get("synth").chunking.fixed_analysis_chunks == 1  # the model's unchanged
