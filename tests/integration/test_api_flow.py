@@ -295,3 +295,24 @@ def test_cancel_through_the_client(stack: Stack) -> None:
     assert "COMPLETED" not in {t["status"] for t in tasks if t["slug"] == "generate-losses-output"}
     time.sleep(3)  # a sub-task that was about to start must not revive the run
     assert client.analyses.status(analysis_id) == "RUN_CANCELLED"
+
+
+@pytest.mark.slow
+def test_generate_and_run_in_one_request(stack: Stack) -> None:
+    assert stack.server is not None
+    client = stack.server.client()
+    model_id = client.models.search({"model_id": "Synth"}).json()[0]["id"]
+    portfolio_id = _upload_portfolio(client, stack)
+    analysis_id = int(client.create_analysis(portfolio_id, model_id, analysis_name="g+r")["id"])
+    client.upload_settings(analysis_id, analysis_settings())
+    r = client.analyses.generate_and_run(analysis_id)
+    assert r.json()["status"] == "INPUTS_GENERATION_QUEUED"
+    deadline = time.monotonic() + STAGE_TIMEOUT_S
+    seen = set()
+    while (status := client.analyses.status(analysis_id)) not in ("RUN_COMPLETED", "RUN_ERROR"):
+        seen.add(status)
+        assert time.monotonic() < deadline, seen
+        time.sleep(POLL_S)
+    assert status == "RUN_COMPLETED"
+    slugs = [t["slug"] for t in client.analyses.sub_task_list(analysis_id).json()]
+    assert slugs == _expected_slugs(LOSSES_SPEC, 1)
