@@ -95,6 +95,11 @@ class Stack:
         wait_for(lambda: text in self.log(name), timeout_s, f"{text!r} in {name}.log")
 
     def stop(self) -> None:
+        backend = self.controller.app.backend
+        with contextlib.suppress(Exception):
+            backend.result_consumer.stop()
+        with contextlib.suppress(Exception):
+            backend.client.connection_pool.disconnect()
         self.controller.app.close()
         self.controller.client.close()
         self.controller.app.oasis.client.close()
