@@ -40,7 +40,10 @@ def controller() -> None:
     help="Restore an unacked sub-task only after this long without a live lease.",
 )
 @click.option(
-    "--lease-ttl-s", default=30.0, show_default=True, type=click.FloatRange(min=0.5),
+    "--lease-ttl-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
     help="Main-task lease TTL: a killed controller's main tasks are restored after it.",
 )
 def serve(
