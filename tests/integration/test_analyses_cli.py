@@ -169,6 +169,8 @@ def test_generate_run_outputs_with_wait(
         "synth",
         "--locations",
         str(model_dir / "location.csv"),
+        "--accounts",
+        str(model_dir / "account.csv"),
         "--settings",
         str(model_dir / "analysis_settings.json"),
     ).stdout.strip()

@@ -59,6 +59,7 @@ def _create(
         "a",
         model_id=MODEL,
         location_file=locations or model_dir / "location.csv",
+        accounts_file=model_dir / "account.csv",
         settings_file=model_dir / "analysis_settings.json",
         chunking={**chunking},
     )
