@@ -194,6 +194,14 @@ class Controller:
             plan_losses(self.chunking(analysis, model), events_for(model_dir, analysis.settings))
         except PlanError as exc:
             raise RequestError({exc.field: exc.message}) from exc
+        wants_il = any(analysis.settings.get(k) for k in ("il_output", "ri_output"))
+        if wants_il and analysis.portfolio.accounts_file_id is None:
+            raise RequestError(
+                {
+                    "accounts_file": "the analysis settings ask for insured losses (il_output) "
+                    "but the portfolio has no accounts file"
+                }
+            )
 
     def check_can_run_after_generate(self, analysis_id: int) -> None:
         """Refuse generate-and-run at once when the run would be refused later."""

@@ -149,6 +149,13 @@ def test_dynamic_loss_without_number_of_events_is_refused_before_queueing(
     assert not redis_client.exists(keys.main_tasks("synth"))
     assert stack.subtasks(analysis_id) == []
 
+    # FIXED chunking needs no event count, but IL outputs need the accounts file.
+    Registry(redis_client).set_chunking("synth", {"loss_strategy": "FIXED_CHUNKS"})
+    result = invoke(stack, "run", str(analysis_id))
+    assert result.exit_code != 0
+    assert "accounts_file" in result.output
+    assert stack.analysis(analysis_id).status == "READY"
+
 
 def test_generate_run_outputs_with_wait(
     stack: Stack, model_dir: Path, redis_client: redis.Redis, tmp_path: Path
