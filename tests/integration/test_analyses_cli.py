@@ -157,6 +157,8 @@ def test_dynamic_loss_without_number_of_events_is_refused_before_queueing(
     assert stack.analysis(analysis_id).status == "READY"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_generate_run_outputs_with_wait(
     stack: Stack, model_dir: Path, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -201,6 +203,7 @@ def test_generate_run_outputs_with_wait(
     ]
 
 
+@pytest.mark.timeout(900)
 def test_generate_wait_exit_codes(
     stack: Stack, model_dir: Path, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

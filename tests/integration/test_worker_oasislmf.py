@@ -157,6 +157,7 @@ def test_more_chunks_equal_one_chunk(stack: Stack, model_dir: Path) -> None:
     assert_same_outputs(_run(stack, many), outputs_one)
 
 
+@pytest.mark.slow  # the trivial-stage version runs in the default suite (test_worker_faults)
 def test_worker_killed_after_a_loss_chunk_outputs_equal_fault_free(
     stack: Stack, model_dir: Path
 ) -> None:
@@ -186,7 +187,7 @@ def test_worker_killed_after_a_loss_chunk_outputs_equal_fault_free(
     ("content", "expected"),
     [
         (None, "Latitude"),  # filled in below: a non-numeric latitude
-        ("", "empty"),
+        pytest.param("", "empty", marks=pytest.mark.slow),
     ],
 )
 def test_bad_input_ends_in_inputs_generation_error(
