@@ -202,6 +202,17 @@ class Controller:
                     "but the portfolio has no accounts file"
                 }
             )
+        portfolio = analysis.portfolio
+        if analysis.settings.get("ri_output") and (
+            portfolio.reinsurance_info_file_id is None
+            or portfolio.reinsurance_scope_file_id is None
+        ):
+            raise RequestError(
+                {
+                    "ri_output": "the analysis settings ask for reinsurance losses but the "
+                    "portfolio has no reinsurance info and scope files"
+                }
+            )
 
     def check_can_run_after_generate(self, analysis_id: int) -> None:
         """Refuse generate-and-run at once when the run would be refused later."""

@@ -217,3 +217,44 @@ def test_bad_input_ends_in_inputs_generation_error(
     analysis = stack.analysis(analysis_id)
     assert analysis.input_file_id is None
     assert _file(stack, analysis.input_generation_traceback_file_id).read_text().strip()
+
+
+PIWIND = Path(__file__).resolve().parents[3] / "shared" / "piwind"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present")
+@pytest.mark.xfail(
+    reason="known: gul_S1_psept.csv differs in the last float digit between 4 chunks and 1 "
+    "(summation order in the output step; worker/losses.py), reported to its owner",
+    strict=False,
+)
+def test_piwind_chunked_equals_one_chunk(redis_url: str, tmp_path: Path) -> None:
+    import json
+
+    settings = json.loads((PIWIND / "analysis_settings.json").read_text())
+    settings["ri_output"] = False  # no reinsurance files in this portfolio
+    settings_file = tmp_path / "analysis_settings.json"
+    settings_file.write_text(json.dumps(settings))
+    inputs = PIWIND / "tests" / "inputs"
+    with running_stack(redis_url, tmp_path) as stack:
+        Registry(stack.controller.client).register("piwind", model_dir=str(PIWIND))
+        stack.start_controller()
+        stack.start_worker("piwind")
+
+        def create(chunking: dict[str, object]) -> int:
+            return stack.controller.create_analysis(
+                "piwind",
+                model_id="piwind",
+                location_file=inputs / "SourceLocOEDPiWind10.csv",
+                accounts_file=inputs / "SourceAccOEDPiWind.csv",
+                settings_file=settings_file,
+                chunking=chunking,
+            )
+
+        one = create({})
+        keys_one = _generate(stack, one)
+        outputs_one = _run(stack, one)
+        chunked = create({"fixed_lookup_chunks": 3, "fixed_analysis_chunks": 4})
+        assert _rows(_generate(stack, chunked)) == _rows(keys_one)
+        assert_same_outputs(_run(stack, chunked), outputs_one)
