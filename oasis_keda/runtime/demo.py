@@ -241,7 +241,9 @@ def warm_numba_cache(model_dir: Path, env: dict[str, str], console: Console) -> 
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [*argv, "model", "run", "--config", str(model_dir / "oasislmf.json"),
-                 "--model-run-dir", str(run_dir / "run")],
+                 "--model-run-dir", str(run_dir / "run"),
+                 # one process per tool: parallel copies would each compile the same code
+                 "--kernel-num-processes", "1", "--lookup-num-processes", "1"],
                 env={**env, NUMBA_CACHE_ENV: str(cache),
                      "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"},
                 cwd=run_dir,
@@ -435,6 +437,7 @@ def summarize(
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
+    console.print()
     table = Table(title="summary", title_justify="left")
     table.add_column("analysis")
     table.add_column("status", no_wrap=True)
@@ -464,8 +467,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
     console.print(f"sub-tasks failed        {result.failed_subtasks}")
     console.print(f"sub-tasks retried       {result.redelivered_subtasks}")
     console.print(
-        f"killed by scale-down    {result.interrupted_subtasks} "
-        "(tasks a worker took and did not finish, from the worker logs)"
+        f"killed by scale-down    {result.interrupted_subtasks} (worker logs: tasks taken, not finished)"
     )
     console.print(f"workers at the end      {result.final_workers} (scaled in by the autoscaler)")
     console.print(f"timeline                {result.timeline_png}")

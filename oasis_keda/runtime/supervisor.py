@@ -36,6 +36,7 @@ from oasis_keda.embedded_redis import EmbeddedRedis, free_port
 from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler
 from oasis_keda.runtime.errors import ProcessStartError
 from oasis_keda.settings import Settings
+from oasis_keda.store import make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,9 @@ class Supervisor:
             raise
 
     def _start(self) -> None:
+        # Create the records schema once, before several processes would race to (SQLite's
+        # CREATE TABLE is not idempotent across processes that all find it missing).
+        make_engine(self.config.settings.effective_database_url).dispose()
         if not self.base_env.get("OASIS_KEDA_REDIS_URL"):
             self.redis = EmbeddedRedis()
             self.redis.start()

@@ -177,3 +177,97 @@ def test_timeline_of_an_unknown_analysis_is_a_clear_error(redis_url: str, tmp_pa
     )
     assert result.exit_code != 0
     assert "analysis 999 does not exist" in result.output
+
+
+def _wait_for_sync(check, what: str, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Live direct children of ``pid`` with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(stat.parent.name)] = cmdline
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path) -> None:
+    """``oasis-keda up`` as a user runs it: work scales workers 0 -> N -> 0, Ctrl-C stops all."""
+    import signal
+    import subprocess
+
+    from oasis_keda.runtime.supervisor import cli_command
+
+    env = {
+        **os.environ,
+        "OASIS_KEDA_REDIS_URL": redis_url,
+        "OASIS_KEDA_STORAGE_DIR": str(tmp_path),
+        "OASIS_KEDA_AUTOSCALER_COOLDOWN_PERIOD_S": "2",
+        "OASIS_KEDA_AUTOSCALER_SCALE_DOWN_STABILIZATION_S": "2",
+    }
+    client = redis.Redis.from_url(redis_url)
+    registry = Registry(client)
+    registry.register(MODEL)
+    registry.set_scaling(
+        MODEL, {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 2, "worker_count_max": 3}
+    )
+    locations = tmp_path / "location.csv"
+    locations.write_text("LocNumber,Latitude,Longitude\n1,51.5,-0.5\n")
+    log = (tmp_path / "up.out").open("wb")
+    up = subprocess.Popen(
+        [*cli_command(), "up", "--no-api"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    seen: dict[int, str] = {}
+    try:
+        _wait_for_sync(
+            lambda: "Running" in (tmp_path / "up.out").read_text(), "up to be running", 60
+        )
+        from task_controller.app import make_controller
+
+        controller = make_controller(Settings.from_env(env))
+        ids = []
+        for k in range(ANALYSES):
+            analysis_id = controller.create_analysis(
+                f"u{k}", model_id=MODEL, location_file=locations
+            )
+            controller.request(
+                analysis_id, "noop", options={"noop_chunks": CHUNKS, "noop_sleep_s": 1.0}
+            )
+            ids.append(analysis_id)
+
+        def workers() -> dict[int, str]:
+            kids = _children(up.pid)
+            seen.update(kids)
+            return {p: c for p, c in kids.items() if "worker serve" in c}
+
+        def done() -> bool:
+            workers()
+            with controller.sessions() as session:
+                return all(session.get(Analysis, i).status == "READY" for i in ids)  # type: ignore[union-attr]
+
+        _wait_for_sync(done, "every analysis to complete", DEADLINE_S)
+        assert len([c for c in seen.values() if "worker serve" in c]) >= 2  # 0 -> N
+        _wait_for_sync(lambda: not workers(), "workers back to 0", 60)  # N -> 0
+        assert up.poll() is None
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        log.close()
+        client.close()
+    assert seen
+    assert not [pid for pid in seen if _alive(pid)]  # nothing left running
+    assert "nothing left running" in (tmp_path / "up.out").read_text()
