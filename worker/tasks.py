@@ -49,6 +49,8 @@ MAX_RETRIES = 3
 #: Retries of an exception that is neither an InputError nor a TransientError.
 UNEXPECTED_RETRIES = 1
 RETRY_BACKOFF_MAX_S = 30
+#: Longest output log kept in a sub-task record (head and tail are kept).
+LOG_MAX_CHARS = 1_000_000
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -111,14 +113,14 @@ class SubTaskTask(Task):  # type: ignore[misc]
             except (Retry, Ignore):
                 raise
             except InputError as exc:  # deterministic: fails at once with its message
-                self._fail(subtask_id, exc, buffer.getvalue())
+                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
                 raise
             except TransientError as exc:
                 if request.retries < self.max_retries:
                     countdown = min(2**request.retries, RETRY_BACKOFF_MAX_S)
                     recorder.retry(subtask_id, message=str(exc), retries=request.retries + 1)
                     raise self.retry(exc=exc, countdown=countdown) from exc
-                self._fail(subtask_id, exc, buffer.getvalue())
+                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
                 raise
             except Exception as exc:
                 # Unclassified (a library's own error, e.g. a numba cache race): one retry,
@@ -127,15 +129,17 @@ class SubTaskTask(Task):  # type: ignore[misc]
                     message = f"{type(exc).__name__}: {exc}"
                     recorder.retry(subtask_id, message=message, retries=request.retries + 1)
                     raise self.retry(exc=exc, countdown=1) from exc
-                self._fail(subtask_id, exc, buffer.getvalue())
+                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
                 raise
         if not self.finishes_stage:
             recorder.complete(
-                subtask_id, output_log=buffer.getvalue(), events_share=self.counts_events
+                subtask_id, output_log=_bounded(buffer.getvalue()), events_share=self.counts_events
             )
         else:
             files = {k: Path(v) for k, v in (result or {}).items()}
-            finished = recorder.finish(subtask_id, output_log=buffer.getvalue(), files=files)
+            finished = recorder.finish(
+                subtask_id, output_log=_bounded(buffer.getvalue()), files=files
+            )
             if finished and job["stage"] == INPUTS and job["options"].get("then_run"):
                 self.app.send_task(
                     REQUEST_RUN_TASK,
@@ -163,6 +167,14 @@ class SubTaskTask(Task):  # type: ignore[misc]
         if revoke:
             with contextlib.suppress(Exception):
                 self.app.control.revoke(revoke, terminate=True)
+
+
+def _bounded(log: str) -> str:
+    """A log as stored: head and tail of a very long one (the records DB is no log store)."""
+    if len(log) <= LOG_MAX_CHARS:
+        return log
+    half = LOG_MAX_CHARS // 2
+    return f"{log[:half]}\n[... {len(log) - 2 * half} characters left out ...]\n{log[-half:]}"
 
 
 def _pause_after(job: Job, slug: str) -> None:
