@@ -141,6 +141,22 @@ def scaler_ref(manifest: Mapping[str, Any]) -> pb.ScaledObjectRef:
     )
 
 
+def read_runtime_replicas(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Desired and actual workers per model as the local autoscaler last published them.
+
+    ``{model_id: {"desired", "actual", "metric", "active", "reason", "at"}}``; empty when no
+    local runtime runs (in a cluster, ask the HPA). For ``oasis-keda status``.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for raw_id, raw in client.hgetall(keys.RUNTIME_REPLICAS).items():
+        model_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        try:
+            result[model_id] = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+    return result
+
+
 def read_busy_nodes(client: redis.Redis, queue: str) -> set[str]:
     """Worker nodes holding a live busy or task lease on ``queue``."""
     seconds, micros = client.time()

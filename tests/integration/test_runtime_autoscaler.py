@@ -21,7 +21,12 @@ import redis
 
 from oasis_keda import keys
 from oasis_keda.registry import Registry
-from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler, ModelAutoscaler
+from oasis_keda.runtime.autoscaler import (
+    AutoscalerSettings,
+    LocalAutoscaler,
+    ModelAutoscaler,
+    read_runtime_replicas,
+)
 from oasis_keda.runtime.workers import WorkerProcess, is_busy, node_pid, pick_victims
 from scaler.server import ScalerServer
 from scaler.settings import ScalerSettings
@@ -127,6 +132,7 @@ async def test_empty_queue_cools_down_to_zero(redis_url: str, tmp_path: Path) ->
 
         # status reads desired and actual from Redis; actual drops once the SIGTERMed exit
         await wait_for(lambda: published() == (0, 0), "published desired/actual 0/0", 10)
+        assert read_runtime_replicas(client)[MODEL]["desired"] == 0
         assert pids
     finally:
         running.cancel()
