@@ -428,7 +428,10 @@ def summarize(
         chunks_per_stage=dict(chunks_stage),
         failed_subtasks=failed,
         redelivered_subtasks=redelivered,
-        interrupted_subtasks=len(audit_worker_logs(sup.run_dir / "workers").unfinished),
+        # this run's workers only: their logs carry this process's id
+        interrupted_subtasks=len(
+            audit_worker_logs(sup.run_dir / "workers", f"*-{os.getpid()}.log").unfinished
+        ),
         busy_sigterms=sum(m.pool.stopped_busy for m in autoscaler.models.values()),
         final_workers=final_workers,
         timeline_png=timeline,

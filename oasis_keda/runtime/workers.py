@@ -239,15 +239,16 @@ class LogAudit:
     interrupted by its worker's end (killed by a scale-down, or a crash)."""
 
 
-def audit_worker_logs(log_dir: Path) -> LogAudit:
+def audit_worker_logs(log_dir: Path, pattern: str = "*.log") -> LogAudit:
     """Match Celery's ``received`` lines against ``succeeded``/``raised``/``retry`` lines.
 
     Each worker's log is read separately, so a task redelivered to another worker after its
-    first worker stopped mid-run shows up as unfinished in the first log.
+    first worker stopped mid-run shows up as unfinished in the first log. ``pattern``
+    selects the logs (a pool names them ``worker-<model>-<n>-<autoscaler pid>.log``).
     """
     received = finished = 0
     unfinished: list[str] = []
-    for log in sorted(log_dir.glob("*.log")):
+    for log in sorted(log_dir.glob(pattern)):
         open_tasks: dict[str, str] = {}
         for line in log.read_text(errors="replace").splitlines():
             match = _TASK_LINE.search(line)

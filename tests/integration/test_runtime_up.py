@@ -145,7 +145,7 @@ async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path:
         assert {s.status for s in subs} == {"COMPLETED"}
         assert [s for s in subs if s.retry_count] == []
         # every task a worker took, it finished: no sub-task was killed by a scale-down
-        audit = audit_worker_logs(sup.run_dir / "workers")
+        audit = audit_worker_logs(sup.run_dir / "workers", f"*-{os.getpid()}.log")
         assert audit.unfinished == ()
         assert audit.received >= len(subs)
         assert sum(m.pool.crashed for m in autoscaler.models.values()) == 0
