@@ -39,7 +39,13 @@ from task_controller.canvas import build_canvas, plan_subtasks
 from task_controller.chunking import ChunkPlan, PlanError, plan_lookup, plan_losses
 from task_controller.errors import RequestError, StatusError
 from worker.app import broker_priority
-from worker.recording import cancel_unfinished, clear_main_task, set_main_task, utcnow
+from worker.recording import (
+    cancel_unfinished,
+    clear_main_task,
+    set_main_task,
+    transition,
+    utcnow,
+)
 from worker.stages import INPUTS, LOSSES, Job, StageSpec, spec_for, stage_of_status
 
 logger = logging.getLogger(__name__)
@@ -150,22 +156,35 @@ class Controller:
             model = self._model(analysis.model_id)
             if stage == LOSSES:
                 self._check_run(session, analysis, model)
-            analysis.run_number += 1
-            analysis.status = spec.queued
-            analysis.task_started = utcnow()
-            analysis.task_finished = None
+            values: dict[str, Any] = {
+                "run_number": analysis.run_number + 1,
+                "status": spec.queued,
+                "task_started": utcnow(),
+                "task_finished": None,
+            }
             if stage == LOSSES:
-                analysis.output_file_id = None
-                analysis.run_traceback_file_id = None
-                analysis.num_events_total = 0
-                analysis.num_events_complete = 0
+                values.update(
+                    output_file_id=None,
+                    run_traceback_file_id=None,
+                    num_events_total=0,
+                    num_events_complete=0,
+                )
             else:
-                analysis.input_file_id = None
-                analysis.lookup_success_file_id = None
-                analysis.lookup_errors_file_id = None
-                analysis.lookup_validation_file_id = None
-                analysis.input_generation_traceback_file_id = None
-            run_number, priority = analysis.run_number, analysis.priority
+                values.update(
+                    input_file_id=None,
+                    lookup_success_file_id=None,
+                    lookup_errors_file_id=None,
+                    lookup_validation_file_id=None,
+                    input_generation_traceback_file_id=None,
+                )
+            # Compare-and-set: two requests at once queue the stage once.
+            if not transition(
+                session, analysis_id, analysis.run_number, {analysis.status}, **values
+            ):
+                current = records.get_analysis(session, analysis_id)
+                session.refresh(current)
+                raise StatusError(current.status, spec.allowed_from)
+            run_number, priority = int(values["run_number"]), analysis.priority
             model_id = model.model_id
         set_main_task(self.client, model_id, analysis_id, stage, priority)
         self.app.send_task(
@@ -247,8 +266,16 @@ class Controller:
                 }
                 raise StatusError(analysis.status, active)
             stage = records._main_task_stage(session, analysis, spec)
-            analysis.status = spec.cancelled
-            analysis.task_finished = utcnow()
+            if not transition(
+                session,
+                analysis_id,
+                analysis.run_number,
+                spec.active,
+                status=spec.cancelled,
+                task_finished=utcnow(),
+            ):
+                session.refresh(analysis)
+                raise StatusError(analysis.status, spec.active)
             revoke = cancel_unfinished(session, analysis.id, analysis.run_number)
             model_id = analysis.model_id
         clear_main_task(self.client, model_id, analysis_id, stage)
@@ -396,6 +423,15 @@ class Controller:
         logger.error("analysis %s: %s refused: %s", analysis.id, spec.stage, message)
         first = spec.before[0]
         now = utcnow()
+        if not transition(
+            session,
+            analysis.id,
+            analysis.run_number,
+            {spec.queued},
+            status=spec.error,
+            task_finished=now,
+        ):
+            return  # cancelled meanwhile
         sub = SubTask(
             analysis_id=analysis.id,
             run_number=analysis.run_number,
@@ -427,8 +463,6 @@ class Controller:
             analysis.run_traceback_file_id = stored.id
         else:
             analysis.input_generation_traceback_file_id = stored.id
-        analysis.status = spec.error
-        analysis.task_finished = now
 
 
 def _model_dir(model: ModelRecord) -> ModelDir | None:

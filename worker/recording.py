@@ -12,17 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import event, select, update
+from sqlalchemy import case, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from oasis_keda import keys
 from oasis_keda.storage import Storage
-from oasis_keda.store import StoredFile, SubTask, SubTaskStatus, make_engine
+from oasis_keda.store import Analysis, StoredFile, SubTask, SubTaskStatus, make_engine
 from oasis_keda.store import make_session_factory as _make_session_factory
 from worker.stages import spec_for
 
@@ -107,31 +107,47 @@ class Recorder:
 
     def begin(self, subtask_id: int, *, task_id: str, worker: str, retries: int) -> bool:
         """A worker starts a sub-task. False: the run is over (cancelled, failed, superseded)
-        and the sub-task must not run."""
+        and the sub-task must not run.
+
+        Status changes are conditional UPDATEs (compare-and-set), never a read then a blind
+        write: a cancel that commits meanwhile is never turned back into *_STARTED.
+        """
         with self.sessions.begin() as session:
             sub = session.get(SubTask, subtask_id)
             if sub is None:
                 return False
-            analysis = sub.analysis
             spec = spec_for(sub.stage)
-            if analysis.run_number != sub.run_number or analysis.status not in spec.active:
-                if sub.status not in FINAL:
-                    sub.status = SubTaskStatus.CANCELLED.value
-                    sub.end_time = utcnow()
+            analysis_id, run_number = sub.analysis_id, sub.run_number
+            if not _is_active(session, analysis_id, run_number, spec.active):
+                _cancel_subtask(session, subtask_id)
                 return False
             if sub.status == SubTaskStatus.COMPLETED.value:
                 # Redelivered after it completed (killed before the ack): the chunk writes
                 # atomically and Celery's chord counts each task once, so it simply runs again.
                 return True
             now = utcnow()
-            sub.status = SubTaskStatus.STARTED.value
-            sub.start_time = now
-            sub.queue_time = sub.queue_time or now
-            sub.task_id = task_id
-            sub.worker = worker
-            sub.retry_count = max(sub.retry_count, retries)
-            if analysis.status == spec.queued:
-                analysis.status = spec.started
+            started = session.execute(
+                update(SubTask)
+                .where(SubTask.id == subtask_id, SubTask.status.not_in(list(FINAL)))
+                .values(
+                    status=SubTaskStatus.STARTED.value,
+                    start_time=now,
+                    queue_time=func.coalesce(SubTask.queue_time, now),
+                    task_id=task_id,
+                    worker=worker,
+                    retry_count=case(
+                        (SubTask.retry_count > retries, SubTask.retry_count), else_=retries
+                    ),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(started) == 0:
+                return False  # cancelled meanwhile
+            _transition(session, analysis_id, run_number, {spec.queued}, status=spec.started)
+            # Our first write holds SQLite's write lock: this re-check cannot go stale.
+            if not _is_active(session, analysis_id, run_number, spec.active):
+                _cancel_subtask(session, subtask_id)
+                return False
             return True
 
     def complete(self, subtask_id: int, *, output_log: str, events_share: bool = False) -> None:
@@ -175,26 +191,40 @@ class Recorder:
             if sub is None:
                 return []
             now = utcnow()
-            sub.status = SubTaskStatus.ERROR.value
-            sub.end_time = now
-            sub.error_log = error_log
-            sub.output_log = output_log
-            analysis = sub.analysis
-            spec = spec_for(sub.stage)
-            if analysis.run_number != sub.run_number or analysis.status not in spec.active:
-                return []
-            analysis.status = spec.error
-            analysis.task_finished = now
-            traceback_file = self._write_text(
-                session, analysis.id, sub.run_number, "traceback.txt", error_log
+            session.execute(
+                update(SubTask)
+                .where(SubTask.id == subtask_id)
+                .values(
+                    status=SubTaskStatus.ERROR.value,
+                    end_time=now,
+                    error_log=error_log,
+                    output_log=output_log,
+                )
+                .execution_options(synchronize_session=False)
             )
-            if spec.error == "RUN_ERROR":
-                analysis.run_traceback_file_id = traceback_file.id
-            else:
-                analysis.input_generation_traceback_file_id = traceback_file.id
-            revoke = cancel_unfinished(session, analysis.id, sub.run_number, except_id=sub.id)
-            model_id, stage, analysis_id = analysis.model_id, sub.stage, analysis.id
-        clear_main_task(self.client, model_id, analysis_id, stage)
+            spec = spec_for(sub.stage)
+            analysis_id, run_number, stage = sub.analysis_id, sub.run_number, sub.stage
+            if not _transition(
+                session, analysis_id, run_number, spec.active, status=spec.error, task_finished=now
+            ):
+                return []  # the run was already over
+            traceback_file = self._write_text(
+                session, analysis_id, run_number, "traceback.txt", error_log
+            )
+            field = (
+                "run_traceback_file_id"
+                if spec.error == "RUN_ERROR"
+                else "input_generation_traceback_file_id"
+            )
+            session.execute(
+                update(Analysis)
+                .where(Analysis.id == analysis_id)
+                .values({field: traceback_file.id})
+                .execution_options(synchronize_session=False)
+            )
+            revoke = cancel_unfinished(session, analysis_id, run_number, except_id=subtask_id)
+            model_id = session.scalar(select(Analysis.model_id).where(Analysis.id == analysis_id))
+        clear_main_task(self.client, str(model_id), analysis_id, stage)
         return revoke
 
     def finish(
@@ -207,23 +237,30 @@ class Recorder:
             sub = session.get(SubTask, subtask_id)
             if sub is None:
                 return False
-            analysis = sub.analysis
             spec = spec_for(sub.stage)
-            if analysis.run_number != sub.run_number or analysis.status not in spec.active:
-                return False
+            analysis_id, run_number, stage = sub.analysis_id, sub.run_number, sub.stage
             now = utcnow()
-            for attribute, path in (files or {}).items():
-                stored = self._store(session, path)
-                setattr(analysis, attribute, stored.id)
-            sub.status = SubTaskStatus.COMPLETED.value
-            sub.end_time = now
-            sub.output_log = output_log
-            analysis.status = spec.done
-            analysis.task_finished = now
+            values: dict[str, Any] = {"status": spec.done, "task_finished": now}
             if spec.done == "RUN_COMPLETED":
-                analysis.num_events_complete = analysis.num_events_total
-            model_id, stage, analysis_id = analysis.model_id, sub.stage, analysis.id
-        clear_main_task(self.client, model_id, analysis_id, stage)
+                values["num_events_complete"] = Analysis.num_events_total
+            if not _transition(session, analysis_id, run_number, spec.active, **values):
+                return False  # cancelled or failed meanwhile: nothing is reported complete
+            file_ids = {attr: self._store(session, path).id for attr, path in (files or {}).items()}
+            if file_ids:
+                session.execute(
+                    update(Analysis)
+                    .where(Analysis.id == analysis_id)
+                    .values(file_ids)
+                    .execution_options(synchronize_session=False)
+                )
+            session.execute(
+                update(SubTask)
+                .where(SubTask.id == subtask_id)
+                .values(status=SubTaskStatus.COMPLETED.value, end_time=now, output_log=output_log)
+                .execution_options(synchronize_session=False)
+            )
+            model_id = session.scalar(select(Analysis.model_id).where(Analysis.id == analysis_id))
+        clear_main_task(self.client, str(model_id), analysis_id, stage)
         return True
 
     # -- files ---------------------------------------------------------------------------
@@ -264,20 +301,70 @@ def cancel_unfinished(
     session: Session, analysis_id: int, run_number: int, *, except_id: int | None = None
 ) -> list[str]:
     """Mark the run's unfinished sub-tasks CANCELLED; return their Celery task ids."""
-    subs: Sequence[SubTask] = session.scalars(
-        select(SubTask).where(
+    rows = session.execute(
+        select(SubTask.id, SubTask.task_id).where(
             SubTask.analysis_id == analysis_id,
             SubTask.run_number == run_number,
             SubTask.status.not_in(list(FINAL)),
+            SubTask.id != (except_id if except_id is not None else -1),
         )
     ).all()
-    now = utcnow()
-    task_ids = []
-    for sub in subs:
-        if sub.id == except_id:
-            continue
-        sub.status = SubTaskStatus.CANCELLED.value
-        sub.end_time = now
-        if sub.task_id:
-            task_ids.append(sub.task_id)
-    return task_ids
+    if not rows:
+        return []
+    session.execute(
+        update(SubTask)
+        .where(SubTask.id.in_([r.id for r in rows]), SubTask.status.not_in(list(FINAL)))
+        .values(status=SubTaskStatus.CANCELLED.value, end_time=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return [r.task_id for r in rows if r.task_id]
+
+
+def transition(
+    session: Session,
+    analysis_id: int,
+    run_number: int,
+    expected: Iterable[str],
+    /,
+    **values: Any,
+) -> bool:
+    """Compare-and-set an analysis: change it only if it is still on ``run_number`` in one
+    of the ``expected`` statuses. True if it changed."""
+    result = session.execute(
+        update(Analysis)
+        .where(
+            Analysis.id == analysis_id,
+            Analysis.run_number == run_number,
+            Analysis.status.in_(list(expected)),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+_transition = transition
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _is_active(session: Session, analysis_id: int, run_number: int, active: Iterable[str]) -> bool:
+    found = session.scalar(
+        select(Analysis.id).where(
+            Analysis.id == analysis_id,
+            Analysis.run_number == run_number,
+            Analysis.status.in_(list(active)),
+        )
+    )
+    return found is not None
+
+
+def _cancel_subtask(session: Session, subtask_id: int) -> None:
+    session.execute(
+        update(SubTask)
+        .where(SubTask.id == subtask_id, SubTask.status.not_in(list(FINAL)))
+        .values(status=SubTaskStatus.CANCELLED.value, end_time=utcnow())
+        .execution_options(synchronize_session=False)
+    )

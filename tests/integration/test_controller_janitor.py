@@ -8,6 +8,7 @@ main-task HASH is made equal to the records (stale fields dropped, missing ones 
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -101,3 +102,6 @@ def test_main_tasks_are_reconciled_with_the_records(
     assert janitor_queues(controller) == [QUEUE, keys.CONTROLLER_QUEUE]
     with controller.sessions() as session:
         assert records.reconcile_main_tasks(session, redis_client, ["m1"]) == (0, 0)
+    controller.app.close()
+    controller.client.close()
+    gc.collect()
