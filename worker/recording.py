@@ -117,8 +117,17 @@ class Recorder:
             if sub is None:
                 return False
             spec = spec_for(sub.stage)
-            analysis_id, run_number = sub.analysis_id, sub.run_number
-            if not _is_active(session, analysis_id, run_number, spec.active):
+            # One conditional UPDATE checks that the run is still in progress and moves a
+            # queued analysis to *_STARTED; it also takes SQLite's write lock, so nothing
+            # can change the analysis until this transaction commits.
+            active = _transition(
+                session,
+                sub.analysis_id,
+                sub.run_number,
+                spec.active,
+                status=case((Analysis.status == spec.queued, spec.started), else_=Analysis.status),
+            )
+            if not active:
                 _cancel_subtask(session, subtask_id)
                 return False
             if sub.status == SubTaskStatus.COMPLETED.value:
@@ -141,14 +150,7 @@ class Recorder:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if _rowcount(started) == 0:
-                return False  # cancelled meanwhile
-            _transition(session, analysis_id, run_number, {spec.queued}, status=spec.started)
-            # Our first write holds SQLite's write lock: this re-check cannot go stale.
-            if not _is_active(session, analysis_id, run_number, spec.active):
-                _cancel_subtask(session, subtask_id)
-                return False
-            return True
+            return _rowcount(started) == 1  # 0: cancelled meanwhile
 
     def complete(self, subtask_id: int, *, output_log: str, events_share: bool = False) -> None:
         with self.sessions.begin() as session:
@@ -348,17 +350,6 @@ _transition = transition
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _is_active(session: Session, analysis_id: int, run_number: int, active: Iterable[str]) -> bool:
-    found = session.scalar(
-        select(Analysis.id).where(
-            Analysis.id == analysis_id,
-            Analysis.run_number == run_number,
-            Analysis.status.in_(list(active)),
-        )
-    )
-    return found is not None
 
 
 def _cancel_subtask(session: Session, subtask_id: int) -> None:
