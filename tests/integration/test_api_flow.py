@@ -275,12 +275,6 @@ def test_outputs_equal_the_clis_and_refusals_come_from_the_controller(stack: Sta
     assert requests.get(f"{stack.server.url}/healthcheck/", timeout=5).ok
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="race in worker.recording.Recorder.begin: it reads the analysis status, then "
-    "writes RUN_STARTED without a condition or row lock, so a sub-task starting as the "
-    "cancel commits turns RUN_CANCELLED back into RUN_STARTED",
-)
 def test_cancel_through_the_client(stack: Stack) -> None:
     client, _model_id, analysis_id = _run_notebook(stack, {"fixed_analysis_chunks": 2})
     assert stack.server is not None
