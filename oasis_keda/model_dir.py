@@ -87,8 +87,9 @@ def _event_sets(settings: Any, path: Path) -> tuple[tuple[EventSet, ...], str | 
                 f"{path}: model_settings.event_set.options[{i}].number_of_events "
                 f"must be a positive integer, got {n!r}"
             )
-        sets.append(EventSet(id=str(option["id"]), desc=str(option.get("desc", "")),
-                             number_of_events=n))
+        sets.append(
+            EventSet(id=str(option["id"]), desc=str(option.get("desc", "")), number_of_events=n)
+        )
     default = event_set.get("default")
     return tuple(sets), (str(default) if default is not None else None)
 
@@ -111,7 +112,9 @@ def read_model_dir(directory: Path | str) -> ModelDir:
         root=root,
         model_data_dir=_path(root, config, "model_data_dir", config_path),
         lookup_config_json=lookup_config_json,
-        lookup_data_dir=(root / lookup_data).resolve() if lookup_data else lookup_config_json.parent,
+        lookup_data_dir=(root / lookup_data).resolve()
+        if lookup_data
+        else lookup_config_json.parent,
         model_settings_json=settings_json,
         supplier_id=identity.get("supplier_id"),
         model_name=identity.get("model_id"),

@@ -31,7 +31,9 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """URL of a flushed, dedicated database on the test Redis."""
-    base = redis_server_url.rsplit("/", 1)[0] if redis_server_url.count("/") > 2 else redis_server_url
+    base = (
+        redis_server_url.rsplit("/", 1)[0] if redis_server_url.count("/") > 2 else redis_server_url
+    )
     url = f"{base}/{TEST_DB}"
     client = redis.Redis.from_url(url)
     client.flushdb()
