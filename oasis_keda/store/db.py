@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from oasis_keda.store.models import Base
@@ -29,8 +30,19 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if create:
-        Base.metadata.create_all(engine)
+        create_tables(engine)
     return engine
+
+
+def create_tables(engine: Engine) -> None:
+    """Create missing tables; tolerate another process creating them at the same moment."""
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:  # "table ... already exists": a concurrent creator won
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
