@@ -45,14 +45,39 @@ async def _collect(redis_url: str) -> tuple[list[dict[str, Any]], int | None]:
     finally:
         await client.aclose()
     limit = decisions[0].limit if decisions else None
-    return [_row(d) for d in decisions], limit
+    rows = [_row(d) for d in decisions]
+    replicas = _runtime_replicas(redis_url)
+    for row in rows:
+        # Replicas as the local runtime's autoscaler last set them (None in a cluster, where
+        # `kubectl oasis status` reads them from the Deployment).
+        got = replicas.get(row["model_id"])
+        row["replicas"] = None if got is None else got.get("desired")
+        row["actual"] = None if got is None else got.get("actual")
+    return rows, limit
+
+
+def _runtime_replicas(redis_url: str) -> dict[str, dict[str, Any]]:
+    import redis
+
+    from oasis_keda.runtime.autoscaler import read_runtime_replicas
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        return read_runtime_replicas(client)
+    except redis.RedisError as exc:
+        raise BrokerUnavailableError(f"Redis at {redis_url} is unreachable: {exc}") from exc
+    finally:
+        client.close()
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @redis_url_option
 def status(as_json: bool, redis_url: str | None) -> None:
-    """One row per model: strategy, waiting, running, main tasks, busy and desired workers."""
+    """One row per model: strategy, queue state, busy, actual and desired workers.
+
+    Actual workers are shown when the local runtime (`oasis-keda up`) runs them.
+    """
     settings = Settings.from_env(environ()).replace(redis_url=redis_url)
     try:
         rows, limit = asyncio.run(_collect(settings.redis_url))
@@ -67,7 +92,16 @@ def status(as_json: bool, redis_url: str | None) -> None:
     table = Table(
         title=f"oasis-keda models (global worker limit: {'none' if limit is None else limit})"
     )
-    columns = ["model_id", "strategy", "waiting", "running", "main_tasks", "busy", "desired"]
+    columns = [
+        "model_id",
+        "strategy",
+        "waiting",
+        "running",
+        "main_tasks",
+        "busy",
+        "actual",
+        "desired",
+    ]
     for name in columns:
         table.add_column(name.replace("_", " "), justify="left" if name in
                          ("model_id", "strategy") else "right")  # fmt: skip
@@ -75,5 +109,6 @@ def status(as_json: bool, redis_url: str | None) -> None:
         desired = str(row["desired"])
         if row["wanted"] != row["desired"]:
             desired += f" (wants {row['wanted']})"
-        table.add_row(*(str(row[c]) for c in columns[:-1]), desired)
+        cells = ["-" if row[c] is None else str(row[c]) for c in columns[:-1]]
+        table.add_row(*cells, desired)
     Console().print(table)

@@ -122,5 +122,10 @@ def test_status_rows(run: Invoke, redis_client: redis.Redis) -> None:
     assert rows["a"]["main_tasks"] == 1
     assert rows["a"]["desired"] == 3
     assert rows["b"]["desired"] == 0
+    assert rows["a"]["actual"] is None  # no local runtime publishes replicas
+    # The local runtime's autoscaler publishes desired and actual replicas per model.
+    redis_client.hset(keys.RUNTIME_REPLICAS, "a", json.dumps({"desired": 3, "actual": 2}))
+    rows = {row["model_id"]: row for row in json.loads(run("status", "--json").output)["models"]}
+    assert (rows["a"]["replicas"], rows["a"]["actual"]) == (3, 2)
     table = run("status")
     assert table.exit_code == 0 and "DYNAMIC_TASKS" in table.output
