@@ -4,7 +4,8 @@ One task at a time per process slot (``acks_late``, prefetch 1). With ``--concur
 (the default, one worker per pod) the task runs in the main process (solo pool), so the
 oasislmf code and model data stay loaded between chunks; more slots use a prefork pool.
 SIGTERM is a warm shutdown: the running chunk finishes, no new one is taken. The busy and
-task leases the scaler reads are kept by this main process.
+task leases the scaler reads, and in a pod its ``pod-deletion-cost`` annotation (busy high,
+idle low, so scale-in removes idle pods first), are kept by this main process.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def serve(
     """Consume MODEL's queue until SIGTERM (warm shutdown)."""
     from celery import signals as celery_signals
 
+    from oasis_keda.k8s.deletion_cost import PodDeletionCost
     from oasis_keda.leases import LeaseKeeper
     from oasis_keda.registry import Registry
     from worker import signals
@@ -79,7 +81,9 @@ def serve(
         warm_up()
     node = f"{model_id}.{os.getpid()}@{socket.gethostname()}".replace("|", "_")
     keeper = LeaseKeeper(app.oasis.client, queue=model.queue, node=node, ttl_s=lease_ttl_s)
-    signals.install(recorder=app.oasis.recorder, keeper=keeper)
+    # In a pod: high deletion cost while a task runs, low when idle; elsewhere off.
+    cost = PodDeletionCost.from_env(environ())
+    signals.install(recorder=app.oasis.recorder, keeper=keeper, cost=cost)
 
     def _stop_leases(**_: Any) -> None:
         keeper.stop()

@@ -58,14 +58,20 @@ class PodDeletionCost:
         cls,
         env: Mapping[str, str],
         *,
-        service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+        service_account_dir: Path | None = None,
         **kwargs: object,
     ) -> PodDeletionCost:
         """In a pod: patch it through the service account. Anywhere else: off.
 
         Reads ``OASIS_KEDA_POD_NAME`` / ``OASIS_KEDA_POD_NAMESPACE`` (downward API) and the
-        in-cluster service account; keyword arguments go to the constructor.
+        in-cluster service account (``service_account_dir``, else
+        ``OASIS_KEDA_SERVICE_ACCOUNT_DIR``, else the standard mount; the variable lets a
+        test point a worker process at a fake cluster); keyword arguments go to the
+        constructor.
         """
+        if service_account_dir is None:
+            raw_dir = env.get("OASIS_KEDA_SERVICE_ACCOUNT_DIR", "")
+            service_account_dir = Path(raw_dir) if raw_dir else SERVICE_ACCOUNT_DIR
         pod_name = env.get("OASIS_KEDA_POD_NAME", "")
         try:
             config = in_cluster_config(env, root=service_account_dir)
