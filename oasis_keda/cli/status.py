@@ -103,8 +103,8 @@ def status(as_json: bool, redis_url: str | None) -> None:
         "desired",
     ]
     for name in columns:
-        table.add_column(name.replace("_", " "), justify="left" if name in
-                         ("model_id", "strategy") else "right")  # fmt: skip
+        text = name in ("model_id", "strategy")
+        table.add_column(name.replace("_", " "), justify="left" if text else "right", no_wrap=text)
     for row in rows:
         desired = str(row["desired"])
         if row["wanted"] != row["desired"]:
