@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from typing import Any
 
 import click
@@ -111,4 +112,5 @@ def status(as_json: bool, redis_url: str | None) -> None:
             desired += f" (wants {row['wanted']})"
         cells = ["-" if row[c] is None else str(row[c]) for c in columns[:-1]]
         table.add_row(*cells, desired)
-    Console().print(table)
+    # Piped output has no terminal width; do not squeeze the table into 80 columns.
+    Console(width=max(shutil.get_terminal_size((120, 24)).columns, 100)).print(table)

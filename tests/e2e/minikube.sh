@@ -9,7 +9,7 @@
 # (`make install`: puts kubectl-oasis on PATH). Environment knobs:
 #   PROFILE=oasis-e2e  KEDA_VERSION=2.17.2  K8S_VERSION=stable  MTLS=0|1  KEEP=0|1
 #   CPUS=4  MEMORY=8g  TIMEOUT_S=900
-# The steps are the operator guide's (docs/OPERATOR_GUIDE.md), in order.
+# The steps are the operator guide's (README.md, "On Kubernetes with KEDA"), in order.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
