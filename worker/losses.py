@@ -5,10 +5,17 @@ oasislmf's partial run with process number k of max N, which writes ``RUN/k.work
 output step merges every ``k.work`` into ``RUN/work`` (oasislmf's output step reads only
 ``work``: DESIGN section 6) and writes the ORD outputs.
 
-Two choices keep chunks equal to the unchunked run: the stored analysis settings always
-carry an explicit ``number_of_samples`` (otherwise chunks after the first run with 0), and a
+Three choices keep chunks equal to the unchunked run: the stored analysis settings always
+carry an explicit ``number_of_samples`` (otherwise chunks after the first run with 0); a
 chunk marks ``k.work`` complete only when its pipeline succeeded, so the output step never
-merges half a chunk.
+merges half a chunk; and the merge rebuilds each summary stream the output step reads as
+the one stream the unchunked run would have written.
+
+Why the last one: ``lecpy`` and ``aalpy`` read every ``*.bin`` of a summary folder and add
+each event's loss into its period's total in float32; read chunk after chunk, a period's
+events come in another order than in the unchunked run, and the sums differ in the last
+digit (see :mod:`worker.summary_streams`). So each summary folder gets the one ``P1.bin``
+(and ``P1.idx``) of the unchunked run; ``katpy``'s per-chunk inputs stay as they are.
 
 How a chunk's pipeline runs is :mod:`worker.pipeline`'s business: in this process by
 default (no per-chunk process start-up), or oasislmf's own bash script.
@@ -141,8 +148,43 @@ def run_loss_chunk(*, model: ModelDir, run_dir: Path, chunk_index: int, num_chun
     logger.info("loss chunk %d of %d done in %s", chunk_index, num_chunks, run_dir)
 
 
-def merge_chunk_work(run_dir: Path, num_chunks: int) -> None:
-    """Rebuild ``run_dir/work`` from every complete ``k.work`` (hard links, else copies)."""
+def _link(src: Path, target: Path) -> None:
+    try:
+        os.link(src, target)
+    except OSError:
+        shutil.copy2(src, target)
+
+
+def _link_chunk_files(run_dir: Path, num_chunks: int, work: Path) -> dict[Path, list[Path]]:
+    """Link every chunk file into ``work`` but the summary streams, returned per folder."""
+    streams: dict[Path, list[Path]] = {}
+    for k in range(1, num_chunks + 1):
+        src = _chunk_dir(run_dir, k)
+        for root, _dirs, files in os.walk(src):
+            rel = Path(root).relative_to(src)
+            dest = work / rel
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if name == COMPLETE_MARKER:
+                    continue
+                if num_chunks > 1 and rel != Path(".") and name in (f"P{k}.bin", f"P{k}.idx"):
+                    if name.endswith(".bin"):  # its .idx goes with it
+                        streams.setdefault(rel, []).append(Path(root) / name)
+                    continue
+                target = dest / name
+                if target.exists():
+                    raise TransientError(f"{run_dir}: {target} written by two chunks")
+                _link(Path(root) / name, target)
+    return streams
+
+
+def merge_chunk_work(run_dir: Path, num_chunks: int, *, shuffle_rule: int | None = None) -> None:
+    """Rebuild ``run_dir/work`` from every complete ``k.work``, as one chunk would have it.
+
+    Each summary folder's ``P{k}.bin`` (and ``.idx``) streams become the one ``P1.bin`` (and
+    ``P1.idx``) of the unchunked run; every other file is hard-linked (else copied).
+    ``shuffle_rule`` is oasislmf's ``kernel_event_shuffle`` (None: its default).
+    """
     missing = [
         k
         for k in range(1, num_chunks + 1)
@@ -154,21 +196,38 @@ def merge_chunk_work(run_dir: Path, num_chunks: int) -> None:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir()
-    for k in range(1, num_chunks + 1):
-        src = _chunk_dir(run_dir, k)
-        for root, _dirs, files in os.walk(src):
-            dest = work / Path(root).relative_to(src)
-            dest.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                if name == COMPLETE_MARKER:
-                    continue
-                target = dest / name
-                if target.exists():
-                    raise TransientError(f"{run_dir}: {target} written by two chunks")
-                try:
-                    os.link(Path(root) / name, target)
-                except OSError:
-                    shutil.copy2(Path(root) / name, target)
+    streams = _link_chunk_files(run_dir, num_chunks, work)
+    if not streams:
+        return
+    from worker import summary_streams
+
+    events_file = run_dir / "input" / "events.bin"
+    for rel, sources in streams.items():
+        try:
+            merged = summary_streams.merge(
+                sources, work / rel / "P1.bin", events_file, shuffle_rule
+            )
+        except summary_streams.StreamError as exc:
+            raise TransientError(f"{run_dir}: merging {rel}: {exc}") from exc
+        except summary_streams.EventsError as exc:
+            raise InputError(f"{run_dir}: merging {rel}: {exc}") from exc
+        if merged:
+            continue
+        for src in sources:  # not summary streams: as the chunks wrote them
+            for path in (src, src.with_suffix(".idx")):
+                if path.exists():
+                    _link(path, work / rel / path.name)
+
+
+def _shuffle_rule(kwargs: dict[str, Any]) -> int:
+    """oasislmf's ``kernel_event_shuffle`` for these step arguments (its default if unset)."""
+    from oasislmf.utils.defaults import EVE_DEFAULT_SHUFFLE
+
+    rule = kwargs.get("kernel_event_shuffle")
+    try:
+        return EVE_DEFAULT_SHUFFLE if rule is None else int(rule)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"kernel_event_shuffle must be an integer, got {rule!r}") from exc
 
 
 def generate_losses_output(
@@ -178,9 +237,10 @@ def generate_losses_output(
     from worker import pipeline
 
     run_dir = Path(run_dir)
-    merge_chunk_work(run_dir, num_chunks)
+    kwargs = step_kwargs(model, run_dir)
+    merge_chunk_work(run_dir, num_chunks, shuffle_rule=_shuffle_rule(kwargs))
     try:
-        pipeline.run_outputs(step_kwargs(model, run_dir), max_process_id=num_chunks)
+        pipeline.run_outputs(kwargs, max_process_id=num_chunks)
     except (InputError, TransientError):
         raise
     except Exception as exc:

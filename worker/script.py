@@ -134,6 +134,9 @@ def _parse_job(line: str, fifos: set[str]) -> Job:
         if arg_fifos and name not in ("tee", "summarypy"):
             raise Unsupported(f"{name} names a FIFO in its arguments: {line}")
         job.writes |= arg_fifos
+        if name == "summarypy" and "-m" in cmd.argv:
+            # summarypy -m also writes each summary set's index beside it (its own naming)
+            job.writes |= {idx for a in arg_fifos if (idx := a.rsplit(".", 1)[0] + ".idx") in fifos}
     return job
 
 

@@ -1,7 +1,9 @@
 """Chunked loss runs (worker.losses) on real oasislmf runs.
 
 Covers: 1, 4 and 10 loss chunks give ORD outputs equal to the one-chunk run (every file,
-byte-identical or identical after sorting rows); the in-process pipeline gives the same
+byte-identical or identical after sorting rows, no tolerance), because the output step is
+fed the one-chunk run's summary streams byte for byte (also with summarypy's .idx files and
+oasislmf's other event shuffles); the in-process pipeline gives the same
 outputs as oasislmf's own bash pipeline; chunks may run in any order and a chunk may run
 twice; the output step refuses to merge while a chunk is missing, and may run twice;
 ``event_count`` reads the chosen event set. The same on PiWind when /work/shared/piwind is
@@ -10,13 +12,15 @@ present (10 rows here, 12,599 rows under ``-m slow``).
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oasis_keda.model_dir import ModelDir
+from oasis_keda.model_dir import ModelDir, read_model_dir
 from tests.integration import oasis_support as sup
 from worker import losses
 from worker.errors import TransientError
@@ -73,6 +77,54 @@ def test_chunked_losses_equal_one_chunk(
 ) -> None:
     out = sup.run_losses(synth, synth_inputs, sup.model_settings(synth), n, tmp_path)
     sup.assert_same_outputs(out, one_chunk)
+    assert_merged_streams_equal_one_chunk(synth, tmp_path / "run", n, one_chunk.parent / "run")
+
+
+def assert_merged_streams_equal_one_chunk(
+    model: ModelDir, run_dir: Path, n: int, one_run_dir: Path
+) -> None:
+    """The work folder the output step reads holds the one-chunk run's streams, byte for byte
+    (the output step empties ``work``: merge again to look)."""
+    kwargs = losses.step_kwargs(model, run_dir)
+    losses.merge_chunk_work(run_dir, n, shuffle_rule=kwargs.get("kernel_event_shuffle"))
+    merged = sup.summary_streams(run_dir / "work")
+    assert merged == sup.summary_streams(one_run_dir / "1.work")
+    assert merged and all(Path(name).stem == "P1" for name in merged)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # summarypy -m writes .idx files (lecpy and aalpy then seek through them), and the
+        # Fisher-Yates event shuffle
+        {"summarypy_low_memory": True, "kernel_event_shuffle": 2},
+        pytest.param({"kernel_event_shuffle": 0}, marks=pytest.mark.slow),  # no shuffle
+        pytest.param({"kernel_event_shuffle": 3}, marks=pytest.mark.slow),  # std::shuffle
+    ],
+)
+def test_chunked_losses_equal_one_chunk_other_kernel_options(
+    options: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.script")
+    prepare_process()
+    root = tmp_path / "model"
+    write_synthetic_model(root, locations=30, events=40)
+    config = json.loads((root / "oasislmf.json").read_text(encoding="utf-8"))
+    (root / "oasislmf.json").write_text(json.dumps({**config, **options}), encoding="utf-8")
+    model = read_model_dir(root)
+    settings = sup.model_settings(model)
+    inputs = sup.run_inputs(model, root / "location.csv", root / "account.csv", settings, tmp_path)
+    one = sup.run_losses(model, inputs, settings, 1, tmp_path / "one")
+    if options.get("summarypy_low_memory"):
+        assert any(
+            name.endswith(".idx") for name in sup.summary_streams(one.parent / "run" / "1.work")
+        )
+    four = sup.run_losses(model, inputs, settings, 4, tmp_path / "four")
+    sup.assert_same_outputs(four, one)
+    assert_merged_streams_equal_one_chunk(model, four.parent / "run", 4, one.parent / "run")
+    # summarypy -m's index FIFOs are understood: every script ran in this process
+    assert "in-process" in caplog.text
+    assert "with bash" not in caplog.text
 
 
 def test_in_process_pipeline_equals_oasislmf_bash(
@@ -140,7 +192,9 @@ def _piwind_runs(location_file: Path, counts: list[int], tmp_path: Path) -> None
     one = sup.run_losses(model, inputs, settings, 1, tmp_path / "one")
     assert len((one / "gul_S1_selt.csv").read_text().splitlines()) > 1
     for n in counts:
-        sup.assert_same_outputs(sup.run_losses(model, inputs, settings, n, tmp_path / f"n{n}"), one)
+        out = sup.run_losses(model, inputs, settings, n, tmp_path / f"n{n}")
+        sup.assert_same_outputs(out, one)
+        assert_merged_streams_equal_one_chunk(model, out.parent / "run", n, one.parent / "run")
 
 
 @piwind_only
