@@ -261,11 +261,6 @@ def test_piwind_chunked_lookup_equals_one_chunk(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present")
-@pytest.mark.xfail(
-    reason="known: gul_S1_psept.csv differs in the last float digit between 4 chunks and 1 "
-    "(1 line of 561; summation order in the output step, worker/losses.py), reported",
-    strict=False,
-)
 def test_piwind_chunked_losses_equal_one_chunk(redis_url: str, tmp_path: Path) -> None:
     inputs = PIWIND / "tests" / "inputs"
     settings_file = _piwind_settings(tmp_path)
