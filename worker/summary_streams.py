@@ -41,7 +41,9 @@ _EVENT_ID_T, _EVENT_ID_N = def_to_type_and_size("event_id")
 _SUMMARY_ID_T, _SUMMARY_ID_N = def_to_type_and_size("summary_id")
 _SIDX_T, _SIDX_N = def_to_type_and_size("sidx")
 _LOSS_T, _LOSS_N = def_to_type_and_size("loss")
-_MIN_RECORD = _EVENT_ID_N + _SUMMARY_ID_N + _LOSS_N + _SIDX_N + _LOSS_N
+_RECORD_HEAD = _EVENT_ID_N + _SUMMARY_ID_N + _LOSS_N
+_PAIR = _SIDX_N + _LOSS_N
+_MIN_RECORD = _RECORD_HEAD + _PAIR
 
 
 class StreamError(Exception):
@@ -60,22 +62,31 @@ def _find_blocks(fin: Any) -> tuple[Any, Any, bool]:  # pragma: no cover - compi
     events = np.empty(cap, dtype=np.int64)
     n = 0
     cursor = HEADER_SIZE
+    whole = True
     while cursor < size:
         record = cursor
+        if cursor + _RECORD_HEAD > size:
+            whole = False
+            break
         event_id, cursor = mv_read(fin, cursor, _EVENT_ID_T, _EVENT_ID_N)
         _, cursor = mv_read(fin, cursor, _SUMMARY_ID_T, _SUMMARY_ID_N)
         _, cursor = mv_read(fin, cursor, _LOSS_T, _LOSS_N)
-        while cursor < size:
+        ended = False
+        while cursor + _PAIR <= size:
             sidx, cursor = mv_read(fin, cursor, _SIDX_T, _SIDX_N)
             _, cursor = mv_read(fin, cursor, _LOSS_T, _LOSS_N)
             if sidx == 0:
+                ended = True
                 break
+        if not ended:
+            whole = False
+            break
         if n == 0 or events[n - 1] != event_id:
             starts[n] = record
             events[n] = event_id
             n += 1
     starts[n] = size
-    return starts[: n + 1], events[:n], cursor == size
+    return starts[: n + 1], events[:n], whole
 
 
 def event_blocks(buf: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -113,6 +124,13 @@ def one_chunk_rank(events: npt.NDArray[Any], shuffle_rule: int | None) -> npt.ND
     return rank
 
 
+def _read(path: Path) -> npt.NDArray[np.uint8]:
+    """The file's bytes, mapped rather than read (chunk streams can be large)."""
+    if path.stat().st_size == 0:
+        return np.empty(0, dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
 def _is_summary_stream(buf: npt.NDArray[np.uint8]) -> bool:
     return len(buf) >= HEADER_SIZE and int(buf[_STREAM_TYPE_BYTE]) == SUMMARY_STREAM_ID
 
@@ -125,7 +143,7 @@ def merge(
     ``sources`` are the chunks' streams of one summary folder. Returns False, writing
     nothing, if they are not summary streams.
     """
-    bufs = [np.fromfile(src, dtype=np.uint8) for src in sources]
+    bufs = [_read(src) for src in sources]
     if not bufs or not all(_is_summary_stream(b) for b in bufs):
         return False
     header = bufs[0][:HEADER_SIZE].tobytes()
@@ -152,7 +170,7 @@ def merge(
         except StreamError as exc:
             raise StreamError(f"{src}: {exc}") from exc
         where = np.minimum(np.searchsorted(sorted_ids, ids), max(len(events) - 1, 0))
-        if len(ids) and not np.array_equal(sorted_ids[where], ids):
+        if len(ids) and (not len(events) or not np.array_equal(sorted_ids[where], ids)):
             raise EventsError(f"{src} holds events that are not in {events_file}")
         all_starts.append(starts)
         chunk_parts.append(np.full(len(ids), k, dtype=np.int64))
