@@ -42,13 +42,12 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 # Warm the numba cache at build time: the oasislmf pipeline tools (gulmc, fmpy, summarypy,
 # ...) compile on first use, about 30 s each (DESIGN.md section 6). Write the built-in
-# synthetic model (what `oasis-keda model synth` writes) and run it once end to end with
+# synthetic model with `oasis-keda model synth` and run it once end to end with
 # oasislmf, so every tool's compiled code lands in the cache. Worker pods copy the cache into
 # a writable emptyDir at start (their root filesystem is read-only). The cache is built by
 # the same image and paths that use it, hence here and not on the model volume.
 RUN mkdir -p /opt/oasis-keda/numba-cache \
-    && python -c "from pathlib import Path; from worker.synth import write_synthetic_model; \
-write_synthetic_model(Path('/tmp/warm-model'))" \
+    && oasis-keda model synth --dir /tmp/warm-model \
     && oasislmf model run --config /tmp/warm-model/oasislmf.json --model-run-dir /tmp/warm-run \
     && rm -rf /tmp/warm-model /tmp/warm-run /tmp/matplotlib \
     && chmod -R a+rX /opt/oasis-keda/numba-cache

@@ -120,10 +120,7 @@ spec:
       containers:
         - name: synth
           image: oasis-keda:dev
-          command: ["python", "-c"]
-          # `oasis-keda model synth /models/synth` once the worker CLI provides it.
-          args:
-            - "from pathlib import Path; from worker.synth import write_synthetic_model; write_synthetic_model(Path('/models/synth'))"
+          args: ["model", "synth", "--dir", "/models/synth"]
           resources:
             requests: {cpu: 100m, memory: 256Mi}
             limits: {cpu: "1", memory: 1Gi}
