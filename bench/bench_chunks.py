@@ -33,7 +33,10 @@ BASH_LOSS_CHUNKS = 4
 LOOKUP_CHUNKS = 8
 GOAL_S = 2.0
 REPEATS = int(os.environ.get("OASIS_KEDA_BENCH_REPEATS", "3"))
-PIWIND = Path("/work/shared/piwind")
+PIWIND = (
+    Path(os.environ.get("OASIS_KEDA_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+    / "piwind"
+)
 
 
 def _timed(fn: Callable[[], Any]) -> float:

@@ -42,7 +42,10 @@ from oasis_keda.registry import Registry
 from oasis_keda.settings import Settings
 from worker.stages import INPUTS_SPEC, LOSSES_SPEC, StageSpec
 
-PIWIND = Path(os.environ.get("OASIS_KEDA_BENCH_PIWIND", "/work/shared/piwind"))
+PIWIND = Path(
+    os.environ.get("OASIS_KEDA_BENCH_PIWIND")
+    or Path(__file__).resolve().parents[2] / "shared" / "piwind"
+)
 INPUTS = PIWIND / "tests" / "inputs"
 LOCATIONS = INPUTS / "SourceLocOEDPiWind.csv"
 WARM_LOCATIONS = INPUTS / "SourceLocOEDPiWind10.csv"

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from oasis_keda.model_dir import ModelDir, read_model_dir
+from tests.shared_data import PIWIND
 from worker import lookup, losses
 
-PIWIND = Path("/work/shared/piwind")
 PIWIND_10 = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
 PIWIND_FULL = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind.csv"
 PIWIND_ACC = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"

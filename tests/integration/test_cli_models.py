@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 from oasis_keda import keys
 from oasis_keda.cli import cli
+from tests.shared_data import PIWIND
 
-PIWIND = Path("/work/shared/piwind")
 Invoke = Callable[..., Result]
 
 

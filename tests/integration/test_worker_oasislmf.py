@@ -219,7 +219,7 @@ def test_bad_input_ends_in_inputs_generation_error(
     assert _file(stack, analysis.input_generation_traceback_file_id).read_text().strip()
 
 
-PIWIND = Path(__file__).resolve().parents[3] / "shared" / "piwind"
+from tests.shared_data import PIWIND
 
 
 def _piwind_settings(tmp_path: Path) -> Path:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-CRD_DIR = Path(__file__).resolve().parents[3] / "shared" / "keda-crds"
+from tests.shared_data import KEDA_CRDS as CRD_DIR
+
 CRD_FILES = {
     "ScaledObject": "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
