@@ -28,7 +28,7 @@ class ScalerSettings:
     redis_timeout_s: float = 1.0
     """Socket and per-call timeout for Redis, seconds (``OASIS_KEDA_SCALER_REDIS_TIMEOUT_S``).
     Keeps every RPC's answer (UNAVAILABLE on a dead broker) within 2 s."""
-    snapshot_refresh_s: float = 0.2
+    snapshot_refresh_s: float = 0.8
     """Under a global limit: age after which the all-model snapshot is re-read in the
     background, seconds (``OASIS_KEDA_SCALER_SNAPSHOT_REFRESH_S``)."""
     snapshot_max_age_s: float = 1.0

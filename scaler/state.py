@@ -190,7 +190,7 @@ class StateReader:
         client: aioredis.Redis,
         *,
         timeout_s: float = 1.0,
-        refresh_s: float = 0.2,
+        refresh_s: float = 0.8,
         max_age_s: float = 1.0,
     ) -> None:
         self.client = client
