@@ -164,6 +164,21 @@ def change_in_period(period_s: float, events: tuple[ScaleEvent, ...], now: float
     return sum(e.change for e in events if e.at > cutoff)
 
 
+def _replicas_at_period_start(
+    current: int,
+    period_s: float,
+    up_events: tuple[ScaleEvent, ...],
+    down_events: tuple[ScaleEvent, ...],
+    now: float,
+) -> int:
+    """Replicas before the scale events of the last ``period_s``: what a policy limits from."""
+    return (
+        current
+        - change_in_period(period_s, up_events, now)
+        + change_in_period(period_s, down_events, now)
+    )
+
+
 def scale_up_limit(
     current: int,
     up_events: tuple[ScaleEvent, ...],
@@ -177,11 +192,7 @@ def scale_up_limit(
     pick_min = rules.select_policy == "Min"
     result = _MAX_INT32 if pick_min else _MIN_INT32
     for policy in rules.policies:
-        start = (
-            current
-            - change_in_period(policy.period_s, up_events, now)
-            + change_in_period(policy.period_s, down_events, now)
-        )
+        start = _replicas_at_period_start(current, policy.period_s, up_events, down_events, now)
         if policy.type == "Pods":
             proposed = start + policy.value
         else:  # the proposal is rounded up, or a small target would never grow
@@ -203,11 +214,7 @@ def scale_down_limit(
     pick_min_change = rules.select_policy == "Min"
     result = _MIN_INT32 if pick_min_change else _MAX_INT32
     for policy in rules.policies:
-        start = (
-            current
-            - change_in_period(policy.period_s, up_events, now)
-            + change_in_period(policy.period_s, down_events, now)
-        )
+        start = _replicas_at_period_start(current, policy.period_s, up_events, down_events, now)
         if policy.type == "Pods":
             proposed = start - policy.value
         else:  # Go's int32() truncates toward zero
