@@ -42,6 +42,11 @@ class ModelDir:
     default_event_set: str | None
     config: dict[str, Any]
 
+    @property
+    def config_path(self) -> Path:
+        """The model's ``oasislmf.json``."""
+        return self.root / CONFIG_NAME
+
     def event_set(self, set_id: str | None) -> EventSet | None:
         """The event set by id, or the default one when ``set_id`` is None."""
         wanted = set_id or self.default_event_set
@@ -94,13 +99,24 @@ def _event_sets(settings: Any, path: Path) -> tuple[tuple[EventSet, ...], str | 
     return tuple(sets), (str(default) if default is not None else None)
 
 
+def _load_config(config_path: Path) -> dict[str, Any]:
+    """The config as oasislmf reads it: top-level keys lower-cased, old names renamed
+    through its compatibility profile (so ``lookup_config_file_path`` is
+    ``lookup_config_json``)."""
+    from oasislmf.utils.inputs import update_config
+
+    config = _read_json(config_path, "model config")
+    if not isinstance(config, dict):
+        raise ModelDirError(f"{config_path} must hold a JSON object")
+    renamed = update_config({str(k).lower(): v for k, v in config.items()})
+    return dict(renamed)
+
+
 def read_model_dir(directory: Path | str) -> ModelDir:
     """Read and check a model directory; raise :class:`ModelDirError` naming what is wrong."""
     root = Path(directory).resolve()
     config_path = root / CONFIG_NAME
-    config = _read_json(config_path, "model config")
-    if not isinstance(config, dict):
-        raise ModelDirError(f"{config_path} must hold a JSON object")
+    config = _load_config(config_path)
     lookup_config_json = _path(root, config, "lookup_config_json", config_path)
     settings_json = _path(root, config, "model_settings_json", config_path)
     lookup = _read_json(lookup_config_json, "lookup config")

@@ -7,6 +7,7 @@ the stored configuration unchanged (the registry validates before it writes).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,9 +17,10 @@ import redis
 
 from oasis_keda.cli import environ
 from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.model_dir import ModelDirError, read_model_dir
+from oasis_keda.model_dir import CONFIG_NAME, ModelDirError, read_model_dir
 from oasis_keda.registry import ModelRecord, Registry
 from oasis_keda.settings import Settings
+from worker.run_options import RunOptions, RunOptionsError, effective_options, registered_options
 
 redis_url_option = click.option(
     "--redis-url", default=None, help="Registry Redis (default: OASIS_KEDA_REDIS_URL)."
@@ -89,6 +91,8 @@ def register(
         except ModelDirError as exc:
             fail(f"--model-dir {model_dir}: {exc}")
         directory = str(found.root)
+        for warning in _run_options(found.config_path).warnings:
+            click.echo(f"warning: {warning}", err=True)
         supplier = supplier or found.supplier_id
         name = name or found.model_name
         version_id = version_id or found.version_id
@@ -106,6 +110,16 @@ def register(
     click.echo(f"registered {record.model_id!r} on queue {record.queue!r}")
 
 
+def _run_options(config: Path) -> RunOptions:
+    """The model config's run options as oasislmf loads them; exits naming a bad key."""
+    for noisy in ("ods_tools", "numexpr"):  # their INFO lines say nothing a user asked for
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return registered_options(config)
+    except RunOptionsError as exc:
+        fail(f"--model-dir {config.parent}: {exc}")
+
+
 def _get(registry: Registry, model_id: str) -> ModelRecord:
     try:
         return registry.get(model_id)
@@ -118,8 +132,14 @@ def _get(registry: Registry, model_id: str) -> ModelRecord:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only format).")
 @redis_url_option
 def show(model_id: str, as_json: bool, redis_url: str | None) -> None:
-    """Print a model's id, queue and both configurations."""
-    print_json(_get(registry_for(redis_url), model_id).summary())
+    """Print a model's id, queue, both configurations and its effective run options."""
+    record = _get(registry_for(redis_url), model_id)
+    summary = record.summary()
+    if record.model_dir:
+        options = _run_options(Path(record.model_dir) / CONFIG_NAME)
+        summary["run_options"] = effective_options(options)
+        summary["run_option_warnings"] = list(options.warnings)
+    print_json(summary)
 
 
 @models.command("list")
