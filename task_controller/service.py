@@ -403,7 +403,7 @@ class Controller:
             return plan_losses(config, job["events"])
         if job["stage"] == INPUTS:
             from worker.errors import InputError
-            from worker.lookup import count_locations
+            from worker.exposure import count_locations
 
             if job["location_file"] is None:
                 raise PlanError("location_file", "the portfolio has no location file")

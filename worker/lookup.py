@@ -1,14 +1,12 @@
-"""Input generation for one chunk: the key lookup over a slice of the location file.
+"""Input generation: the key lookup in chunks, the keys merged, the input files written.
 
-Oasis's distributed workers load and validate the whole location file in every lookup
-chunk. Here chunk k parses and looks up only its own rows. The one thing it needs from the
-other rows is oasislmf's ``loc_id``: it numbers the sorted (PortNumber, AccNumber,
-LocNumber) of the *whole* file, and the input files step joins keys to locations on it. So a
-chunk reads those three id columns of every row (cheap: no validation, no lookup), numbers
-them exactly as oasislmf does, and hands its slice to the lookup with ``loc_id`` already set
-(oasislmf keeps a ``loc_id`` it finds). Chunk outputs are then final, and
-:func:`collect_keys` only concatenates and sorts them, so any number of chunks gives the
-same bytes as one.
+oasislmf's own lookup loads and validates the whole location file once and looks it up in
+partitions (see :mod:`worker.keys_order`). Chunk k here loads only the rows of its
+partitions, numbered and indexed as in the whole file (:mod:`worker.exposure`), and looks
+them up with the model's lookup built exactly as oasislmf builds it. :func:`collect_keys`
+puts the chunks' results back in oasislmf's order and writes the keys files with
+oasislmf's own writer, and :func:`write_input_files` runs oasislmf's input-file step on
+them with the model's run options: the input files are those of ``oasislmf model run``.
 
 Every function writes under a temporary name and renames, so a re-run chunk replaces its
 output whole and never leaves half a file.
@@ -16,188 +14,85 @@ output whole and never leaves half a file.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-import shutil
+import pickle
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 from oasis_keda.model_dir import ModelDir
-from worker.errors import InputError
+from worker import exposure, keys_order
+from worker.errors import InputError, TransientError
+from worker.run_options import RunOptions, load_run_options
+from worker.staging import staging_dir
 
 logger = logging.getLogger(__name__)
 
-# OED location columns that are required for property business ("R" in the OED spec).
-REQUIRED_LOCATION_COLUMNS = (
-    "PortNumber",
-    "AccNumber",
-    "LocNumber",
-    "CountryCode",
-    "LocPerilsCovered",
-    "LocCurrency",
-)
-COORDINATE_COLUMNS = ("Latitude", "Longitude")
-# Columns that number locations (oasislmf: class_of_business_info['subject_at_risk_id_fields']).
-LOCATION_ID_COLUMNS = ("PortNumber", "AccNumber", "LocNumber")
-KEYS_NAME = "keys.csv"
-KEYS_ERRORS_NAME = "keys-errors.csv"
 CHUNK_META_NAME = "chunk.json"
-DEFAULT_KEYS_HEADER = ("LocID", "PerilID", "CoverageTypeID", "AreaPerilID", "VulnerabilityID")
-DEFAULT_ERRORS_HEADER = ("LocID", "PerilID", "CoverageTypeID", "Status", "Message")
 
 
-@contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A fresh sibling directory that replaces ``final`` when the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def keys_names(options: RunOptions) -> tuple[str, str]:
+    """oasislmf's names of the keys and keys-errors files for the configured format."""
+    fmt = str(options.arguments.get("keys_format") or "parquet").lower()
+    suffix = "csv" if fmt == "oasis" else fmt
+    return f"keys.{suffix}", f"keys-errors.{suffix}"
 
 
-def _read_header(location_file: Path) -> list[str]:
-    try:
-        with location_file.open(newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), None)
-    except FileNotFoundError as exc:
-        raise InputError(f"location file {location_file} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"location file {location_file} is unreadable: {exc}") from exc
-    if not header or not any(h.strip() for h in header):
-        raise InputError(f"location file {location_file} is empty (no header row)")
-    return header
+def generate_options(
+    model: ModelDir, *, location_file: Path, accounts_file: Path | None, settings_file: Path
+) -> RunOptions:
+    """The model's run options for input generation over these files."""
+    return load_run_options(
+        model.config_path,
+        overrides={
+            "oed_location_csv": str(location_file),
+            "oed_accounts_csv": str(accounts_file) if accounts_file else "",
+            "oed_info_csv": "",
+            "oed_scope_csv": "",
+            "analysis_settings_json": str(settings_file),
+        },
+    )
 
 
-def _column_map(
-    location_file: Path, header: Sequence[str], wanted: Sequence[str]
-) -> dict[str, str]:
-    """Canonical name -> name in the file (OED names are case-insensitive)."""
-    by_lower = {h.strip().lower(): h for h in header}
-    found = {name: by_lower[name.lower()] for name in wanted if name.lower() in by_lower}
-    missing = [name for name in REQUIRED_LOCATION_COLUMNS if name in wanted and name not in found]
-    if missing:
-        raise InputError(
-            f"location file {location_file} is missing required OED column(s): {', '.join(missing)}"
-        )
-    return found
+# fingerprint of the lookup's files -> (key server, lookup instance)
+_LOOKUPS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
-def _read_columns(location_file: Path, columns: dict[str, str]) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(
-            location_file, usecols=list(columns.values()), dtype=str, encoding="utf-8-sig"
-        )
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"location file {location_file} is unreadable: {exc}") from exc
-    return df.rename(columns={v: k for k, v in columns.items()})
-
-
-def count_locations(location_file: Path) -> int:
-    """Number of location rows, after checking what the planner and the lookup rely on.
-
-    Raises :class:`InputError` for an empty file, a missing required OED column, or a
-    non-numeric Latitude/Longitude (naming the row: data rows count from 1, the header is
-    line 1 of the file).
-    """
-    location_file = Path(location_file)
-    header = _read_header(location_file)
-    columns = _column_map(location_file, header, REQUIRED_LOCATION_COLUMNS + COORDINATE_COLUMNS)
-    df = _read_columns(location_file, columns)
-    if df.empty:
-        raise InputError(f"location file {location_file} has a header but no location rows")
-    for name in COORDINATE_COLUMNS:
-        if name not in df.columns:
+def _fingerprint(options: RunOptions) -> tuple[Any, ...]:
+    """What the lookup is built from: its config and the files of its data directory."""
+    args = options.arguments
+    names = (
+        "lookup_config_json",
+        "lookup_data_dir",
+        "lookup_module_path",
+        "model_version_csv",
+        "lookup_complex_config_json",
+        "user_data_dir",
+    )
+    stamp: list[Any] = []
+    for name in names:
+        value = args.get(name)
+        stamp.append((name, value))
+        if not value or not os.path.exists(value):
             continue
-        raw = df[name]
-        bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise InputError(
-                f"location file {location_file}: row {i + 1} (line {i + 2}), column {name}: "
-                f"{raw.iloc[i]!r} is not a number"
-            )
-    return len(df)
+        paths = [Path(value)] if os.path.isfile(value) else sorted(Path(value).rglob("*"))
+        for path in paths:
+            if path.is_file():
+                st = path.stat()
+                stamp.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
 
 
-def chunk_bounds(total: int, chunk_index: int, num_chunks: int) -> tuple[int, int]:
-    """Rows [start, end) of chunk k of N, sized like ``numpy.array_split``."""
-    if num_chunks < 1 or not 1 <= chunk_index <= num_chunks:
-        raise ValueError(f"chunk {chunk_index} of {num_chunks} is out of range")
-    base, extra = divmod(total, num_chunks)
-    k = chunk_index - 1
-    start = k * base + min(k, extra)
-    return start, start + base + (1 if k < extra else 0)
-
-
-def _global_loc_ids(location_file: Path, header: Sequence[str]) -> list[int]:
-    """oasislmf's ``loc_id`` for every row: sorted-key enumeration of the id columns."""
-    from oasislmf.utils.data import get_ids
-
-    ids = _read_columns(location_file, _column_map(location_file, header, LOCATION_ID_COLUMNS))
-    return [int(i) for i in get_ids(ids, list(LOCATION_ID_COLUMNS))]
-
-
-def _write_slice(location_file: Path, start: int, end: int, dest: Path) -> None:
-    """Rows [start, end), values kept as text so that oasislmf parses them as from the file."""
-    df = pd.read_csv(
-        location_file,
-        skiprows=range(1, start + 1),
-        nrows=end - start,
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        encoding="utf-8-sig",
-    )
-    df.to_csv(dest, index=False)
-
-
-def _load_exposure(location_csv: Path, source: Path, loc_ids: Sequence[int]) -> Any:
-    """The slice as oasislmf loads it for the lookup, with the whole file's ``loc_id``."""
-    from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS, SAR_ID, prepare_oed_exposure
-    from ods_tools.oed import OedExposure
-
-    try:
-        exposure = OedExposure(
-            location=str(location_csv),
-            check_oed=True,
-            use_field=True,
-            additional_fields=DEFAULT_ADDITIONAL_FIELDS,
-            backend_dtype="pd_dtype",
-        )
-        # set before oasislmf numbers the slice on its own (it keeps an existing loc_id)
-        exposure.get_subject_at_risk_source().dataframe[SAR_ID] = list(loc_ids)
-        prepare_oed_exposure(exposure)
-    except Exception as exc:  # ods_tools raises many kinds; all mean bad exposure
-        raise InputError(f"location file {source}: {exc}") from exc
-    return exposure
-
-
-def _write_empty_keys(directory: Path) -> None:
-    (directory / KEYS_NAME).write_text(",".join(DEFAULT_KEYS_HEADER) + "\n", encoding="utf-8")
-    (directory / KEYS_ERRORS_NAME).write_text(
-        ",".join(DEFAULT_ERRORS_HEADER) + "\n", encoding="utf-8"
-    )
-
-
-# (lookup config, keys data dir, config mtime) -> (key server, lookup instance)
-_LOOKUPS: dict[tuple[str, str, float], tuple[Any, Any]] = {}
-
-
-def _lookup_for(model: ModelDir) -> tuple[Any, Any]:
-    """The model's key server and built-in lookup, built once per process.
+def _lookup_for(options: RunOptions) -> tuple[Any, Any]:
+    """The model's key server and lookup, built as oasislmf's keys step builds them, once
+    per process and again whenever one of their files changes.
 
     Keeping them saves reloading keys data per chunk, and is needed besides: a lookup's
     numba-compiled grid functions are closures, and numba's cache fails ("underlying object
@@ -205,16 +100,17 @@ def _lookup_for(model: ModelDir) -> tuple[Any, Any]:
     """
     from oasislmf.lookup.factory import KeyServerFactory
 
-    key = (
-        str(model.lookup_config_json),
-        str(model.lookup_data_dir),
-        model.lookup_config_json.stat().st_mtime,
-    )
+    key = _fingerprint(options)
     if key not in _LOOKUPS:
+        args = options.arguments
         scratch = tempfile.mkdtemp(prefix="oasis-keda-lookup-")
         _, key_server = KeyServerFactory.create(
-            lookup_config_fp=str(model.lookup_config_json),
-            model_keys_data_path=str(model.lookup_data_dir),
+            lookup_config_fp=args.get("lookup_config_json"),
+            model_keys_data_path=args.get("lookup_data_dir"),
+            model_version_file_path=args.get("model_version_csv"),
+            lookup_module_path=args.get("lookup_module_path"),
+            complex_lookup_config_fp=args.get("lookup_complex_config_json"),
+            user_data_dir=args.get("user_data_dir"),
             output_directory=scratch,
         )
         lookup = key_server.create_lookup(
@@ -229,161 +125,208 @@ def _lookup_for(model: ModelDir) -> tuple[Any, Any]:
     return _LOOKUPS[key]
 
 
-def run_lookup(*, model: ModelDir, location_df: pd.DataFrame, out_dir: Path, source: Path) -> None:
-    """The model's built-in lookup over ``location_df``: keys.csv and keys-errors.csv.
+def partition_count(options: RunOptions, rows: int) -> int:
+    """How many partitions oasislmf's own lookup splits ``rows`` locations into."""
+    from oasislmf.utils.parallel import resolve_partition_count
 
-    The same calls as oasislmf's single-process ``generate_key_files``, on a kept lookup.
-    """
+    key_server, _ = _lookup_for(options)
+    args = options.arguments
+    multiproc = args.get("lookup_multiprocessing")
+    if multiproc is False or not hasattr(key_server.lookup_cls, "process_locations_multiproc"):
+        return 1
+    pool, parts = resolve_partition_count(
+        rows,
+        int(args.get("lookup_num_processes") or -1),
+        int(args.get("lookup_num_chunks") or -1),
+        key_server.min_bloc_size,
+        key_server.max_bloc_size,
+    )
+    return 1 if pool <= 1 else int(parts)
+
+
+def _lookup_rows(
+    options: RunOptions, location_file: Path, loc_ids: Any, wanted: Any
+) -> pd.DataFrame:
+    """Raw lookup results (status and message included) for the rows whose ``loc_id`` is
+    in ``wanted``, as oasislmf's lookup returns them for that set of rows."""
     from oasislmf.utils.exceptions import OasisException
 
-    try:
-        key_server, lookup = _lookup_for(model)
-        results = lookup.process_locations(location_df)
-        if not isinstance(results, pd.DataFrame):
-            results = pd.DataFrame(list(results))
-        key_server.write_keys_file(
-            iter([results]),
-            successes_fp=str(out_dir / KEYS_NAME),
-            errors_fp=str(out_dir / KEYS_ERRORS_NAME),
-            output_format="oasis",
-            keys_success_msg=False,
+    positions = np.flatnonzero(np.isin(loc_ids, wanted))
+    if positions.size == 0:
+        return pd.DataFrame()
+    with tempfile.TemporaryDirectory(prefix="oasis-keda-rows-") as tmp:
+        rows_csv = Path(tmp) / "location.csv"
+        exposure.write_rows(location_file, positions, rows_csv)
+        frame = exposure.load_rows(
+            options,
+            rows_csv=rows_csv,
+            source=location_file,
+            loc_ids=loc_ids[positions],
+            positions=positions,
         )
+    _, lookup = _lookup_for(options)
+    try:
+        results = lookup.process_locations(frame)
     except OasisException as exc:
         # the lookup config is the model's; a failure on a checked file is about the rows
-        raise InputError(f"lookup of {source} failed: {exc}") from exc
+        raise InputError(f"lookup of {location_file} failed: {exc}") from exc
+    if isinstance(results, pd.DataFrame):
+        return results
+    if isinstance(results, types.GeneratorType):
+        return pd.DataFrame.from_records(results)
+    return pd.DataFrame(list(results))
 
 
 def prepare_keys_chunk(
     *,
     model: ModelDir,
+    options: RunOptions,
     location_file: Path,
     chunk_index: int,
     num_chunks: int,
     out_dir: Path,
 ) -> Path:
-    """Look up rows of chunk k of N; return the chunk's directory (keys.csv, keys-errors.csv)."""
+    """Look up the rows of chunk k of N; return the chunk's directory of results."""
     location_file = Path(location_file)
-    header = _read_header(location_file)
-    loc_ids = _global_loc_ids(location_file, header)
-    start, end = chunk_bounds(len(loc_ids), chunk_index, num_chunks)
+    loc_ids = exposure.global_loc_ids(location_file)
+    partitions = partition_count(options, len(loc_ids))
+    unique = np.unique(loc_ids)
+    pieces = keys_order.chunk_pieces(partitions, chunk_index, num_chunks)
     final = Path(out_dir) / f"keys-chunk-{chunk_index}-of-{num_chunks}"
     with staging_dir(final) as tmp:
+        for piece in pieces:
+            wanted = keys_order.piece_loc_ids(unique, partitions, piece)
+            results = _lookup_rows(options, location_file, loc_ids, wanted)
+            with (tmp / f"{piece.name}.pkl").open("wb") as fh:
+                pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
         meta = {
             "location_file": str(location_file),
             "chunk_index": chunk_index,
             "num_chunks": num_chunks,
-            "rows": [start, end],
+            "rows": len(loc_ids),
+            "partitions": partitions,
+            "pieces": [piece.name for piece in pieces],
         }
-        if start == end:
-            _write_empty_keys(tmp)
-        else:
-            slice_csv = tmp / "location-slice.csv"
-            _write_slice(location_file, start, end, slice_csv)
-            exposure = _load_exposure(slice_csv, location_file, loc_ids[start:end])
-            slice_csv.unlink()
-            location_df = exposure.get_subject_at_risk_source().dataframe
-            run_lookup(model=model, location_df=location_df, out_dir=tmp, source=location_file)
-            for name in (KEYS_NAME, KEYS_ERRORS_NAME):
-                if not (tmp / name).exists():
-                    raise InputError(f"lookup of {location_file} wrote no {name}")
         (tmp / CHUNK_META_NAME).write_text(json.dumps(meta) + "\n", encoding="utf-8")
     logger.info(
-        "keys chunk %d of %d: rows %d-%d of %s", chunk_index, num_chunks, start, end, location_file
+        "keys chunk %d of %d: %s of %d oasislmf partition(s) of %s",
+        chunk_index,
+        num_chunks,
+        ", ".join(p.name for p in pieces),
+        partitions,
+        location_file,
     )
     return final
 
 
-def _read_keys(path: Path) -> pd.DataFrame | None:
-    """A keys file as text columns, or None when it is empty (no successes: no header)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    return df
+def _read_chunks(chunk_outputs: Sequence[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
+    metas = []
+    files: dict[str, Path] = {}
+    for chunk in chunk_outputs:
+        try:
+            meta = json.loads((Path(chunk) / CHUNK_META_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TransientError(f"keys chunk {chunk} is incomplete: {exc}") from exc
+        metas.append(meta)
+        for name in meta["pieces"]:
+            files[name] = Path(chunk) / f"{name}.pkl"
+    first = metas[0]
+    for meta in metas[1:]:
+        if (meta["rows"], meta["partitions"]) != (first["rows"], first["partitions"]):
+            raise InputError(
+                "lookup chunks disagree on oasislmf's partitions of the location file "
+                f"({first['partitions']} vs {meta['partitions']}): they ran on machines with "
+                "different core counts; set lookup_num_processes in the model config"
+            )
+    return first, files
 
 
-def _merge(frames: list[pd.DataFrame | None], default_header: Sequence[str]) -> pd.DataFrame:
-    present = [f for f in frames if f is not None]
-    if not present:
-        return pd.DataFrame(columns=list(default_header))
-    header = list(present[0].columns)
-    for f in present[1:]:
-        if list(f.columns) != header:
-            raise InputError(f"keys chunks disagree on columns: {header} vs {list(f.columns)}")
-    df = pd.concat(present, ignore_index=True)
-    if df.empty:
-        return df
-    # a total order that does not depend on how rows were split into chunks
-    order = df.assign(
-        _loc=pd.to_numeric(df.iloc[:, 0], errors="coerce"),
-        _cov=pd.to_numeric(df.iloc[:, 2], errors="coerce"),
+def _partition_results(
+    partition: int, total: int, files: dict[str, Path], context: tuple[Any, ...]
+) -> list[pd.DataFrame]:
+    """One partition's results as oasislmf's one lookup call over it would order them."""
+    names = sorted(
+        (n for n in files if n.startswith(f"p{partition}-")), key=lambda n: int(n.split("-")[1])
     )
-    order = order.sort_values(["_loc", header[1], "_cov"], kind="stable")
-    return df.loc[order.index]
+    frames = []
+    for name in names:
+        with files[name].open("rb") as fh:
+            frames.append(pickle.load(fh))
+    present = [f for f in frames if not f.empty]
+    if len(present) <= 1:
+        return present
+    options, location_file, loc_ids, unique = context
+    position = pd.Series(np.arange(len(loc_ids)), index=loc_ids)
+    merged = keys_order.merge_pieces(present, position)
+    if merged is not None:
+        return merged
+    logger.warning(
+        "partition %d of %d: the lookup's order of results could not be shown from its "
+        "pieces; looking the partition up again whole",
+        partition + 1,
+        total,
+    )
+    wanted = np.array_split(unique, total)[partition]
+    return [_lookup_rows(options, location_file, loc_ids, wanted)]
 
 
-def collect_keys(*, chunk_outputs: Sequence[Path], out_dir: Path) -> Path:
-    """Merge chunk keys (in chunk order, then sorted by location, peril, coverage).
-
-    Writes ``out_dir/keys.csv`` and ``out_dir/keys-errors.csv``; returns the keys path.
-    """
+def collect_keys(
+    *, options: RunOptions, location_file: Path, chunk_outputs: Sequence[Path], out_dir: Path
+) -> tuple[Path, Path]:
+    """Merge the chunks' results and write the keys and keys-errors files as oasislmf's
+    lookup does; return their paths."""
     if not chunk_outputs:
         raise ValueError("collect_keys needs at least one chunk output")
+    meta, files = _read_chunks(chunk_outputs)
+    loc_ids = exposure.global_loc_ids(Path(location_file))
+    context = (options, Path(location_file), loc_ids, np.unique(loc_ids))
+    total = int(meta["partitions"])
+    results: list[pd.DataFrame] = []
+    for partition in range(total):
+        results.extend(_partition_results(partition, total, files, context))
+    key_server, _ = _lookup_for(options)
+    keys_name, errors_name = keys_names(options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, default in (
-        (KEYS_NAME, DEFAULT_KEYS_HEADER),
-        (KEYS_ERRORS_NAME, DEFAULT_ERRORS_HEADER),
-    ):
-        frames = [_read_keys(Path(chunk) / name) for chunk in chunk_outputs]
-        merged = _merge(frames, default)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-        os.close(fd)
-        try:
-            merged.to_csv(tmp_name, index=False, lineterminator="\n")
-            os.replace(tmp_name, out_dir / name)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-    return out_dir / KEYS_NAME
+    with tempfile.TemporaryDirectory(prefix=".keys.", dir=out_dir) as tmp:
+        keys_tmp, errors_tmp = Path(tmp) / keys_name, Path(tmp) / errors_name
+        key_server.write_keys_file(
+            iter(results),
+            successes_fp=str(keys_tmp),
+            errors_fp=str(errors_tmp),
+            output_format=options.arguments.get("keys_format") or "parquet",
+            keys_success_msg=bool(options.arguments.get("lookup_complex_config_json")),
+        )
+        os.replace(keys_tmp, out_dir / keys_name)
+        os.replace(errors_tmp, out_dir / errors_name)
+    return out_dir / keys_name, out_dir / errors_name
 
 
 def write_input_files(
-    *,
-    model: ModelDir,
-    location_file: Path,
-    accounts_file: Path | None,
-    keys_file: Path,
-    analysis_settings: dict[str, Any],
-    input_dir: Path,
+    *, options: RunOptions, keys_file: Path, errors_file: Path | None, input_dir: Path
 ) -> None:
-    """oasislmf's input files (GUL, and FM when there are accounts) from exposure and keys."""
-    from oasislmf.manager import OasisManager
+    """oasislmf's input files (GUL, and FM when there are accounts) from exposure and keys,
+    written by its own step with the exposure loaded as ``oasislmf model run`` loads it."""
+    from oasislmf.computation.generate.files import GenerateFiles
+    from oasislmf.computation.run.model import RunModel
+    from oasislmf.utils.data import get_exposure_data
     from oasislmf.utils.exceptions import OasisException
 
-    from worker.losses import model_options
-
-    keys_file = Path(keys_file)
-    errors_file = keys_file.parent / KEYS_ERRORS_NAME
+    args = options.arguments
     with staging_dir(Path(input_dir)) as tmp:
-        settings_file = tmp.parent / f".{tmp.name}.analysis_settings.json"
-        settings_file.write_text(json.dumps(analysis_settings), encoding="utf-8")
+        kwargs = options.step_kwargs(
+            oasis_files_dir=str(tmp),
+            model_run_dir=None,
+            keys_data_path=str(keys_file),
+            keys_errors_path=str(errors_file) if errors_file else None,
+        )
         try:
-            OasisManager().generate_files(
-                **model_options(model),
-                oasis_files_dir=str(tmp),
-                oed_location_csv=str(location_file),
-                oed_accounts_csv=str(accounts_file) if accounts_file else None,
-                keys_data_path=str(keys_file),
-                keys_errors_path=str(errors_file) if errors_file.exists() else None,
-                lookup_config_json=str(model.lookup_config_json),
-                model_settings_json=str(model.model_settings_json),
-                analysis_settings_json=str(settings_file),
-            )
+            kwargs["exposure_data"] = get_exposure_data(RunModel(**kwargs), add_internal_col=True)
+            GenerateFiles(**kwargs).run()
         except OasisException as exc:
+            accounts = args.get("oed_accounts_csv")
             raise InputError(
-                f"input files from {location_file}"
-                f"{' and ' + str(accounts_file) if accounts_file else ''}: {exc}"
+                f"input files from {args.get('oed_location_csv')}"
+                f"{' and ' + str(accounts) if accounts else ''}: {exc}"
             ) from exc
-        finally:
-            settings_file.unlink(missing_ok=True)
     logger.info("input files written to %s", input_dir)

@@ -32,15 +32,14 @@ from typing import Any
 
 from oasis_keda.model_dir import ModelDir
 from worker.errors import InputError, TransientError
-from worker.lookup import staging_dir
+from worker.run_options import load_run_options
+from worker.staging import staging_dir
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_NAME = "analysis_settings.json"
 DEFAULT_SAMPLES = 10
 COMPLETE_MARKER = ".chunk-complete"
-# oasislmf.json keys that name files: we pass our own absolute paths instead
-_PATH_SUFFIXES = ("_csv", "_json", "_dir", "_path", "_fp", "_file")
 
 
 def event_count(model: ModelDir, analysis_settings: dict[str, Any]) -> int | None:
@@ -48,11 +47,6 @@ def event_count(model: ModelDir, analysis_settings: dict[str, Any]) -> int | Non
     chosen = (analysis_settings.get("model_settings") or {}).get("event_set")
     event_set = model.event_set(str(chosen) if chosen is not None else None)
     return event_set.number_of_events if event_set is not None else None
-
-
-def model_options(model: ModelDir) -> dict[str, Any]:
-    """Run options from the model's oasislmf.json (``gulmc``, alloc rules...), minus paths."""
-    return {k: v for k, v in model.config.items() if not k.endswith(_PATH_SUFFIXES)}
 
 
 def _model_settings(model: ModelDir) -> dict[str, Any]:
@@ -81,16 +75,22 @@ def run_settings(model: ModelDir, analysis_settings: dict[str, Any]) -> dict[str
     return settings
 
 
-def step_kwargs(model: ModelDir, run_dir: Path) -> dict[str, Any]:
-    """Arguments shared by oasislmf's loss steps for this run directory."""
-    return {
-        **model_options(model),
-        "oasis_files_dir": str(run_dir / "input"),
-        "analysis_settings_json": str(run_dir / SETTINGS_NAME),
-        "model_data_dir": str(model.model_data_dir),
-        "model_settings_json": str(model.model_settings_json),
-        "model_run_dir": str(run_dir),
-    }
+def step_kwargs(model: ModelDir, run_dir: Path, *, input_dir: Path | None = None) -> dict[str, Any]:
+    """oasislmf's loss-step arguments for this run directory: the model's run options, as
+    ``oasislmf model run`` loads them, with our paths."""
+    options = load_run_options(
+        model.config_path,
+        overrides={
+            "oasis_files_dir": str(input_dir or run_dir / "input"),
+            "analysis_settings_json": str(run_dir / SETTINGS_NAME),
+            "model_run_dir": str(run_dir),
+            "oed_location_csv": "",
+            "oed_accounts_csv": "",
+            "oed_info_csv": "",
+            "oed_scope_csv": "",
+        },
+    )
+    return options.arguments
 
 
 def _oasis_error(what: str, exc: Exception) -> Exception:
@@ -111,13 +111,33 @@ def prepare_losses_dir(
     settings = run_settings(model, analysis_settings)
     with staging_dir(run_dir) as tmp:
         (tmp / SETTINGS_NAME).write_text(json.dumps(settings, indent=2), encoding="utf-8")
-        kwargs = step_kwargs(model, tmp)
-        kwargs["oasis_files_dir"] = str(Path(input_dir))
+        kwargs = step_kwargs(model, tmp, input_dir=Path(input_dir))
         try:
             OasisManager().generate_losses_dir(**kwargs)
         except Exception as exc:
             raise _oasis_error(f"preparing the loss run in {run_dir}", exc) from exc
+        _relative_inner_links(tmp)
     logger.info("loss run directory ready: %s", run_dir)
+
+
+def _relative_inner_links(root: Path) -> None:
+    """Rewrite absolute links that point inside ``root`` as relative ones.
+
+    The run directory is built under a temporary name and renamed into place. oasislmf
+    links a chosen model file set inside it with absolute paths (``static/footprint.bin``
+    to ``<run dir>/static/footprint_<set>.bin``, and likewise for vulnerability, loss
+    factor and hazard case sets): after the rename those would point nowhere.
+    """
+    base = os.path.abspath(root)
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in dirnames + filenames:
+            link = os.path.join(dirpath, name)
+            if not os.path.islink(link):
+                continue
+            target = os.readlink(link)
+            if os.path.isabs(target) and os.path.commonpath([base, target]) == base:
+                os.unlink(link)
+                os.symlink(os.path.relpath(target, dirpath), link)
 
 
 def _chunk_dir(run_dir: Path, chunk_index: int) -> Path:

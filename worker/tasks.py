@@ -32,6 +32,7 @@ from celery.exceptions import Ignore, Retry
 from oasis_keda import keys
 from oasis_keda.model_dir import ModelDir, read_model_dir
 from worker.errors import InputError, TransientError
+from worker.run_options import RunOptions
 from worker.stages import (
     INPUTS,
     INPUTS_SPEC,
@@ -238,13 +239,28 @@ def _archive(directory: Path, target: Path) -> Path:
     return target
 
 
-def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
-    from worker.lookup import count_locations
+def _generate_options(job: Job) -> RunOptions:
+    from worker.lookup import generate_options
 
-    _model(job)
-    _settings(job)
     if not job["location_file"]:
         raise InputError("the portfolio has no location file")
+    if not job["settings_file"]:
+        raise InputError("the analysis has no settings file")
+    return generate_options(
+        _model(job),
+        location_file=Path(job["location_file"]),
+        accounts_file=Path(job["accounts_file"]) if job["accounts_file"] else None,
+        settings_file=Path(job["settings_file"]),
+    )
+
+
+def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
+    from worker.exposure import count_locations
+    from worker.run_options import check_run_options
+
+    _settings(job)
+    check_run_options(_generate_options(job))
+    assert job["location_file"]
     rows = count_locations(Path(job["location_file"]))
     logger.info(
         "location file %s: %d rows, %d lookup chunks", job["location_file"], rows, job["num_chunks"]
@@ -259,6 +275,7 @@ def prepare_keys_file(job: Job, subtask_id: int, chunk_index: int) -> str:
     assert job["location_file"]
     path = prepare_keys_chunk(
         model=_model(job),
+        options=_generate_options(job),
         location_file=Path(job["location_file"]),
         chunk_index=chunk_index,
         num_chunks=job["num_chunks"],
@@ -270,22 +287,27 @@ def prepare_keys_file(job: Job, subtask_id: int, chunk_index: int) -> str:
 def collect_keys(chunk_outputs: list[str], job: Job, subtask_id: int) -> str:
     from worker.lookup import collect_keys as _collect
 
-    outputs = [Path(p) for p in chunk_outputs]
-    return str(_collect(chunk_outputs=outputs, out_dir=_run(job, "lookup")))
+    assert job["location_file"]
+    keys, _errors = _collect(
+        options=_generate_options(job),
+        location_file=Path(job["location_file"]),
+        chunk_outputs=[Path(p) for p in chunk_outputs],
+        out_dir=_run(job, "lookup"),
+    )
+    return str(keys)
 
 
 def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
+    from worker.lookup import keys_names
     from worker.lookup import write_input_files as _write
 
-    assert job["location_file"]
-    input_dir = _run(job, "inputs")
+    options = _generate_options(job)
+    errors = Path(keys_file).with_name(keys_names(options)[1])
     _write(
-        model=_model(job),
-        location_file=Path(job["location_file"]),
-        accounts_file=Path(job["accounts_file"]) if job["accounts_file"] else None,
+        options=options,
         keys_file=Path(keys_file),
-        analysis_settings=_settings(job),
-        input_dir=input_dir,
+        errors_file=errors if errors.exists() else None,
+        input_dir=_run(job, "inputs"),
     )
     return keys_file
 
