@@ -344,10 +344,29 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def forget_filesystems() -> None:
+    """Drop fsspec's process-wide directory filesystems.
+
+    fsspec keeps one filesystem instance per set of constructor arguments for the life of
+    the process. The tools open the model's files as ``LocalStorage('./static')``: a
+    directory filesystem built from a relative path, made absolute with the working
+    directory of the run that built it first. Reused, it would read the first run's model
+    files in every later run of this process. So no instance outlives a script.
+    """
+    from fsspec.implementations.dirfs import DirFileSystem  # type: ignore[import-untyped]
+
+    classes: list[type[Any]] = [DirFileSystem]
+    while classes:
+        cls = classes.pop()
+        cls.clear_instance_cache()
+        classes.extend(cls.__subclasses__())
+
+
 def execute(plan: Plan, tmp_dir: Path) -> None:
     """Run a parsed plan in the current directory (the run directory)."""
     counter = [0]
     log_dir = plan.env.get("OASIS_PYTOOLS_LOG_DIR", plan.env.get("LOG_DIR", "log"))
+    forget_filesystems()
     with _environ({"OASIS_PYTOOLS_LOG_DIR": log_dir}):
         try:
             for step in plan.steps:
@@ -357,6 +376,7 @@ def execute(plan: Plan, tmp_dir: Path) -> None:
                 else:
                     step()
         finally:
+            forget_filesystems()
             for fifo in plan.fifos:
                 Path(fifo).unlink(missing_ok=True)
 

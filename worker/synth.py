@@ -7,8 +7,16 @@ lookup step maps coordinates to area perils (grid cells as polygons, as PiWind d
 ``merge`` step maps (peril, coverage, occupancy) to vulnerabilities. Model data is written
 as CSV (readable) and converted to oasislmf's binary formats with its own converters.
 
-Everything comes from ``numpy.random.default_rng(seed)``, so the same arguments write the
-same bytes.
+With ``footprint_sets`` the model has several footprints, one per set id: oasislmf's
+``footprint_<id>.bin``/``.idx`` (and the CSV they come from) instead of the plain
+``footprint.*``. The model settings declare them (``model_settings.footprint_set``, default
+the first id) and the written analysis settings choose the first; analysis settings pick
+another with ``model_settings.footprint_set``, which oasislmf links to ``static/footprint.*``
+in the run directory (``set_footprint_set``).
+
+Everything comes from ``numpy.random.default_rng`` seeded with ``seed`` (one stream per
+part, one per footprint set), so the same arguments write the same bytes. Writing over an
+existing model overwrites its files in place; footprint files it does not write are removed.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,8 @@ PERILS = ("WTC",)
 COVERAGES = (1, 3)  # buildings, contents
 MODEL = {"supplier_id": "OasisKeda", "model_id": "Synth", "model_version": "1"}
 RETURN_PERIODS = (500, 250, 100, 50, 20, 10, 5, 2)
+FOOTPRINT_SET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+FOOTPRINT_SUFFIXES = (".csv", ".bin", ".idx")
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -91,13 +102,52 @@ def _footprint_rows(rng: np.random.Generator, events: int) -> list[tuple[int, in
     return rows
 
 
-def _write_model_data(model_data: Path, rng: np.random.Generator, events: int) -> None:
+def _tobin(model_data: Path, name: str, file_type: str, **kwargs: Any) -> None:
     from oasislmf.pytools.converters.csvtobin.manager import csvtobin
 
+    csvtobin(str(model_data / f"{name}.csv"), str(model_data / f"{name}.bin"), file_type, **kwargs)
+
+
+def _write_footprint(model_data: Path, name: str, rng: np.random.Generator, events: int) -> None:
+    """``<name>.csv`` and oasislmf's ``<name>.bin`` and ``<name>.idx`` from it."""
+    _write_csv(
+        model_data / f"{name}.csv",
+        ["event_id", "areaperil_id", "intensity_bin_id", "probability"],
+        _footprint_rows(rng, events),
+    )
+    _tobin(
+        model_data,
+        name,
+        "footprint",
+        idx_file_out=str(model_data / f"{name}.idx"),
+        zip_files=False,
+        max_intensity_bin_idx=INTENSITY_BINS,
+        no_intensity_uncertainty=False,
+        decompressed_size=False,
+        no_validation=False,
+    )
+
+
+def _footprint_names(model_data: Path) -> set[str]:
+    """The footprint files (plain or of a set) already in ``model_data``."""
+    return {
+        p.name
+        for p in model_data.glob("footprint*")
+        if p.suffix in FOOTPRINT_SUFFIXES and p.stem.split("_", 1)[0] == "footprint"
+    }
+
+
+def _write_model_data(
+    model_data: Path,
+    rng: np.random.Generator,
+    events: int,
+    footprints: Sequence[tuple[str, np.random.Generator]] = (),
+) -> None:
+    """Write the model data; ``footprints`` (file stem, stream) replace the plain footprint,
+    which otherwise comes from ``rng`` after the vulnerabilities."""
+
     def tobin(name: str, file_type: str, **kwargs: Any) -> None:
-        csvtobin(
-            str(model_data / f"{name}.csv"), str(model_data / f"{name}.bin"), file_type, **kwargs
-        )
+        _tobin(model_data, name, file_type, **kwargs)
 
     step = 1.0 / (DAMAGE_BINS - 1)
     damage = [(1, "0", "0", "0", 0)] + [
@@ -130,21 +180,12 @@ def _write_model_data(model_data: Path, rng: np.random.Generator, events: int) -
         suppress_int_bin_checks=False,
         zip_files=False,
     )
-    _write_csv(
-        model_data / "footprint.csv",
-        ["event_id", "areaperil_id", "intensity_bin_id", "probability"],
-        _footprint_rows(rng, events),
-    )
-    tobin(
-        "footprint",
-        "footprint",
-        idx_file_out=str(model_data / "footprint.idx"),
-        zip_files=False,
-        max_intensity_bin_idx=INTENSITY_BINS,
-        no_intensity_uncertainty=False,
-        decompressed_size=False,
-        no_validation=False,
-    )
+    stale = _footprint_names(model_data)
+    for name, footprint_rng in footprints or [("footprint", rng)]:
+        _write_footprint(model_data, name, footprint_rng, events)
+        stale -= {name + suffix for suffix in FOOTPRINT_SUFFIXES}
+    for name in stale:  # e.g. a plain footprint: oasislmf could not link the chosen set
+        (model_data / name).unlink()
     _write_csv(model_data / "events_p.csv", ["event_id"], ((e,) for e in range(1, events + 1)))
     tobin("events_p", "eve")
     # one event per period: period p holds event p, dated in year p
@@ -241,30 +282,45 @@ def _write_keys_data(keys_data: Path) -> None:
     )
 
 
-def _model_settings(events: int) -> dict[str, Any]:
+def _model_settings(events: int, footprint_sets: Sequence[str] = ()) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "event_set": {
+            "name": "Event Set",
+            "desc": "Synthetic event set",
+            "default": "p",
+            "options": [{"id": "p", "desc": "Probabilistic", "number_of_events": events}],
+        },
+        "event_occurrence_id": {
+            "name": "Occurrence Set",
+            "desc": "Occurrence",
+            "default": "lt",
+            "options": [{"id": "lt", "desc": "Long Term"}],
+        },
+    }
+    if footprint_sets:  # ods_tools' model settings schema: model_settings.footprint_set
+        settings["footprint_set"] = {
+            "name": "Footprint Set",
+            "desc": "Synthetic footprint set",
+            "default": footprint_sets[0],
+            "options": [{"id": s, "desc": f"Footprint set {s}"} for s in footprint_sets],
+        }
     return {
         "version": "3",
-        "model_settings": {
-            "event_set": {
-                "name": "Event Set",
-                "desc": "Synthetic event set",
-                "default": "p",
-                "options": [{"id": "p", "desc": "Probabilistic", "number_of_events": events}],
-            },
-            "event_occurrence_id": {
-                "name": "Occurrence Set",
-                "desc": "Occurrence",
-                "default": "lt",
-                "options": [{"id": "lt", "desc": "Long Term"}],
-            },
-        },
+        "model_settings": settings,
         "lookup_settings": {"supported_perils": [{"id": p, "desc": p} for p in PERILS]},
         "model_default_samples": DEFAULT_SAMPLES,
     }
 
 
-def analysis_settings(samples: int = DEFAULT_SAMPLES) -> dict[str, Any]:
-    """Analysis settings for the synthetic model: GUL and IL, every ORD output kind."""
+def analysis_settings(
+    samples: int = DEFAULT_SAMPLES, *, footprint_set: str | None = None
+) -> dict[str, Any]:
+    """Analysis settings for the synthetic model: GUL and IL, every ORD output kind; the
+    footprint set ``footprint_set`` if given (a model written with footprint sets has no
+    plain footprint, so its runs must choose one)."""
+    model_settings = {"event_set": "p", "event_occurrence_id": "lt"}
+    if footprint_set is not None:
+        model_settings["footprint_set"] = footprint_set
     ord_output = {
         name: True
         for name in (
@@ -294,7 +350,7 @@ def analysis_settings(samples: int = DEFAULT_SAMPLES) -> dict[str, Any]:
         "model_name_id": MODEL["model_id"],
         "number_of_samples": samples,
         "gul_threshold": 0,
-        "model_settings": {"event_set": "p", "event_occurrence_id": "lt"},
+        "model_settings": model_settings,
         "gul_output": True,
         "gul_summaries": [{"id": 1, "ord_output": dict(ord_output)}],
         "il_output": True,
@@ -389,21 +445,39 @@ def write_synthetic_model(
     locations: int = DEFAULT_LOCATIONS,
     events: int = DEFAULT_EVENTS,
     seed: int = 0,
+    footprint_sets: Sequence[str] = (),
 ) -> ModelDir:
-    """Write the model (data, keys, settings, exposure) under ``directory``; return it read back."""
+    """Write the model (data, keys, settings, exposure) under ``directory``; return it read back.
+
+    ``footprint_sets`` (ids such as ``"s1"``): one footprint per set instead of the plain
+    one, each from its own stream seeded with ``seed`` and the id, so sets differ and a set
+    has the same data whatever other sets are written with it.
+    """
     if locations < 1 or events < 1:
         raise ValueError("locations and events must be >= 1")
+    if isinstance(footprint_sets, str):
+        raise TypeError("footprint_sets must be a sequence of set ids, not one string")
+    sets = tuple(footprint_sets)
+    bad = [s for s in sets if not FOOTPRINT_SET_ID.fullmatch(s)]
+    if bad or len(set(sets)) != len(sets):
+        raise ValueError(f"footprint set ids must be distinct [A-Za-z0-9_-] names, got {sets}")
     root = Path(directory).resolve()
     model_data, keys_data, meta = root / "model_data", root / "keys_data", root / "meta-data"
     for path in (model_data, keys_data, meta):
         path.mkdir(parents=True, exist_ok=True)
     # separate streams so that changing one size leaves the other parts unchanged
     model_rng, exposure_rng = (np.random.default_rng([seed, k]) for k in (1, 2))
-    _write_model_data(model_data, model_rng, events)
+    footprints = [
+        (f"footprint_{s}", np.random.default_rng([seed, 3, *s.encode("ascii")])) for s in sets
+    ]
+    _write_model_data(model_data, model_rng, events, footprints)
     _write_keys_data(keys_data)
-    _write_json(meta / "model_settings.json", _model_settings(events))
+    _write_json(meta / "model_settings.json", _model_settings(events, sets))
     _write_exposure(root, exposure_rng, locations)
-    _write_json(root / "analysis_settings.json", analysis_settings())
+    _write_json(
+        root / "analysis_settings.json",
+        analysis_settings(footprint_set=sets[0] if sets else None),
+    )
     _write_json(
         root / "oasislmf.json",
         {
