@@ -33,10 +33,33 @@ def model_settings(model: ModelDir) -> dict[str, Any]:
     return json.loads((model.root / "analysis_settings.json").read_text(encoding="utf-8"))
 
 
-def run_keys(model: ModelDir, location_file: Path, n: int, out: Path) -> Path:
+def settings_file(settings: dict[str, Any], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "analysis_settings.json"
+    path.write_text(json.dumps(settings), encoding="utf-8")
+    return path
+
+
+def run_keys(
+    model: ModelDir,
+    location_file: Path,
+    n: int,
+    out: Path,
+    *,
+    accounts_file: Path | None = None,
+    settings: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Chunked lookup of ``location_file`` in ``n`` chunks: the keys and keys-errors files."""
+    options = lookup.generate_options(
+        model,
+        location_file=location_file,
+        accounts_file=accounts_file,
+        settings_file=settings_file(settings or model_settings(model), out),
+    )
     chunks = [
         lookup.prepare_keys_chunk(
             model=model,
+            options=options,
             location_file=location_file,
             chunk_index=k,
             num_chunks=n,
@@ -44,7 +67,9 @@ def run_keys(model: ModelDir, location_file: Path, n: int, out: Path) -> Path:
         )
         for k in range(1, n + 1)
     ]
-    return lookup.collect_keys(chunk_outputs=chunks, out_dir=out / "keys")
+    return lookup.collect_keys(
+        options=options, location_file=location_file, chunk_outputs=chunks, out_dir=out / "keys"
+    )
 
 
 def run_inputs(
@@ -55,14 +80,18 @@ def run_inputs(
     out: Path,
     lookup_chunks: int = 1,
 ) -> Path:
-    keys = run_keys(model, location_file, lookup_chunks, out)
-    lookup.write_input_files(
-        model=model,
+    """The chunked input stage: lookup in ``lookup_chunks`` chunks, then the input files."""
+    keys, errors = run_keys(
+        model, location_file, lookup_chunks, out, accounts_file=accounts_file, settings=settings
+    )
+    options = lookup.generate_options(
+        model,
         location_file=location_file,
         accounts_file=accounts_file,
-        keys_file=keys,
-        analysis_settings=settings,
-        input_dir=out / "input",
+        settings_file=settings_file(settings, out),
+    )
+    lookup.write_input_files(
+        options=options, keys_file=keys, errors_file=errors, input_dir=out / "input"
     )
     return out / "input"
 

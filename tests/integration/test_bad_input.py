@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from oasis_keda.model_dir import ModelDir
-from worker import lookup, losses
+from tests.integration import oasis_support as sup
+from worker import exposure, keys_order, lookup, losses
 from worker.errors import InputError
 from worker.oasis_env import prepare_process
 from worker.synth import write_synthetic_model
@@ -42,19 +44,19 @@ def test_empty_location_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("")
     with pytest.raises(InputError, match=r"empty\.csv is empty"):
-        lookup.count_locations(path)
+        exposure.count_locations(path)
 
 
 def test_header_but_no_rows(synth: ModelDir, tmp_path: Path) -> None:
     path = tmp_path / "header.csv"
     path.write_text((synth.root / "location.csv").read_text().splitlines()[0] + "\n")
     with pytest.raises(InputError, match=r"header\.csv has a header but no location rows"):
-        lookup.count_locations(path)
+        exposure.count_locations(path)
 
 
 def test_missing_location_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.csv does not exist"):
-        lookup.count_locations(tmp_path / "nope.csv")
+        exposure.count_locations(tmp_path / "nope.csv")
 
 
 def test_missing_required_columns(synth: ModelDir, tmp_path: Path) -> None:
@@ -73,11 +75,32 @@ def test_missing_required_columns(synth: ModelDir, tmp_path: Path) -> None:
         match=r"cols\.csv is missing required OED column\(s\): "
         r"LocNumber, LocCurrency",
     ):
-        lookup.count_locations(path)
+        exposure.count_locations(path)
     with pytest.raises(InputError, match="LocNumber"):
-        lookup.prepare_keys_chunk(
-            model=synth, location_file=path, chunk_index=1, num_chunks=1, out_dir=tmp_path / "out"
-        )
+        _keys_chunk(synth, path, 1, 1, tmp_path / "out")
+
+
+def _keys_chunk(model: ModelDir, path: Path, k: int, n: int, out: Path) -> Path:
+    options = lookup.generate_options(
+        model,
+        location_file=path,
+        accounts_file=None,
+        settings_file=sup.settings_file(sup.model_settings(model), out.parent / "settings"),
+    )
+    return lookup.prepare_keys_chunk(
+        model=model, options=options, location_file=path, chunk_index=k, num_chunks=n, out_dir=out
+    )
+
+
+def _chunk_of_row(path: Path, row: int, n: int) -> int:
+    """The chunk (of n, over one oasislmf partition) that looks up data row ``row``."""
+    loc_ids = exposure.global_loc_ids(path)
+    unique = sorted(set(loc_ids.tolist()))
+    for k in range(1, n + 1):
+        (piece,) = keys_order.chunk_pieces(1, k, n)
+        if loc_ids[row - 1] in keys_order.piece_loc_ids(np.array(unique), 1, piece):
+            return k
+    raise AssertionError(f"row {row} is in no chunk")
 
 
 @pytest.mark.parametrize(("row", "column"), [(3, "Latitude"), (5, "Longitude")])
@@ -88,22 +111,14 @@ def test_non_numeric_coordinates(synth: ModelDir, tmp_path: Path, row: int, colu
         match=rf"location\.csv: row {row} \(line {row + 1}\), "
         rf"column {column}: 'north' is not a number",
     ):
-        lookup.count_locations(path)
+        exposure.count_locations(path)
     # the chunk holding the row fails; the other reads only its own rows, and succeeds
-    bad_k = next(
-        k
-        for k in (1, 2)
-        if lookup.chunk_bounds(6, k, 2)[0] < row <= lookup.chunk_bounds(6, k, 2)[1]
-    )
+    bad_k = _chunk_of_row(path, row, 2)
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"location\.csv"):
-        lookup.prepare_keys_chunk(
-            model=synth, location_file=path, chunk_index=bad_k, num_chunks=2, out_dir=out
-        )
+        _keys_chunk(synth, path, bad_k, 2, out)
     assert not out.exists() or list(out.iterdir()) == []
-    good = lookup.prepare_keys_chunk(
-        model=synth, location_file=path, chunk_index=3 - bad_k, num_chunks=2, out_dir=out
-    )
+    good = _keys_chunk(synth, path, 3 - bad_k, 2, out)
     assert [p.name for p in out.iterdir()] == [good.name]
 
 

@@ -1,11 +1,11 @@
 """Whole analyses on oasislmf through the controller and real worker processes, on the
 built-in synthetic model.
 
-Covers: chunked lookup (3, 8 chunks) gives the same keys and input files as one chunk; chunked losses
-(1, 4, 10 chunks) give the same ORD outputs as one chunk (byte-identical, or identical after
-sorting rows); the sub-task records of a real run match the plan; a worker SIGKILLed after a
-loss chunk wrote its output but before it was acknowledged: the chunk runs again elsewhere
-and the outputs equal the fault-free run; bad input (non-numeric coordinates, an empty
+Covers: an analysis at 3 lookup and 4 loss chunks on a real worker writes the input files
+and the ORD outputs of oasislmf's own unchunked run (the oracle), and its sub-task records
+match the plan; under ``-m slow``, 8 lookup and 10 loss chunks, and a worker SIGKILLed
+after a loss chunk wrote its output but before it was acknowledged: the chunk runs again
+elsewhere and the outputs still equal the oracle's; bad input (non-numeric coordinates, an empty
 location file) ends in INPUTS_GENERATION_ERROR with the message in a sub-task's error log and
 nothing reported complete.
 """
@@ -21,6 +21,7 @@ import pytest
 
 from oasis_keda.registry import Registry
 from oasis_keda.store import StoredFile
+from tests import oracle
 from tests.stack_support import Stack, running_stack, wait_for
 from worker.stages import INPUTS_SPEC, LOSSES_SPEC
 from worker.synth import write_synthetic_model
@@ -85,87 +86,65 @@ def _run(stack: Stack, analysis_id: int, **options: object) -> Path:
     return _file(stack, stack.analysis(analysis_id).output_file_id).parent / "outputs"
 
 
-def _rows(path: Path) -> list[bytes]:
-    lines = path.read_bytes().splitlines()
-    return lines[:1] + sorted(lines[1:])
-
-
-#: Files that name the (per-analysis) upload path of the location file.
-PATH_BEARING = {"exposure_info.json"}
-
-
-def assert_same_outputs(a: Path, b: Path) -> None:
-    files_a = sorted(
-        p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in PATH_BEARING
+@pytest.fixture(scope="module")
+def synth_oracle(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> oracle.OracleRun:
+    return oracle.oracle_run(
+        model_dir,
+        location=model_dir / "location.csv",
+        accounts=model_dir / "account.csv",
+        settings=model_dir / "analysis_settings.json",
+        run_dir=tmp_path_factory.mktemp("oracle") / "run",
     )
-    files_b = sorted(
-        p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in PATH_BEARING
+
+
+def _inputs_dir(stack: Stack, analysis_id: int) -> Path:
+    return _file(stack, stack.analysis(analysis_id).input_file_id).parent / "inputs"
+
+
+def test_chunked_analysis_equals_oasislmf(
+    stack: Stack, model_dir: Path, synth_oracle: oracle.OracleRun
+) -> None:
+    stack.start_worker(MODEL)
+    analysis_id = _create(
+        stack, model_dir, chunking={"fixed_lookup_chunks": 3, "fixed_analysis_chunks": 4}
     )
-    assert files_a == files_b
-    assert files_a, "no output files"
-    for rel in files_a:
-        if (a / rel).read_bytes() != (b / rel).read_bytes():
-            assert _rows(a / rel) == _rows(b / rel), f"{rel} differs"
-
-
-@pytest.mark.parametrize("chunks", [3, pytest.param(8, marks=pytest.mark.slow)])
-def test_chunked_lookup_equals_one_chunk(stack: Stack, model_dir: Path, chunks: int) -> None:
-    stack.start_worker(MODEL)
-    reference = _create(stack, model_dir, chunking={})
-    keys_one = _generate(stack, reference)
-    subs = stack.subtasks(reference)
-    assert [s.slug for s in subs] == INPUTS_SPEC.slugs(1)
+    _generate(stack, analysis_id)
+    subs = stack.subtasks(analysis_id)
+    assert [s.slug for s in subs] == INPUTS_SPEC.slugs(3)
     assert all(s.status == "COMPLETED" and s.output_log for s in subs)
-    assert stack.analysis(reference).lookup_chunks == 1
-    chunked = _create(stack, model_dir, chunking={"fixed_lookup_chunks": chunks})
-    assert _rows(_generate(stack, chunked)) == _rows(keys_one)
-    assert [s.slug for s in stack.subtasks(chunked)] == INPUTS_SPEC.slugs(chunks)
-    inputs_a = _file(stack, stack.analysis(chunked).input_file_id).parent / "inputs"
-    inputs_b = _file(stack, stack.analysis(reference).input_file_id).parent / "inputs"
-    assert_same_outputs(inputs_a, inputs_b)
+    assert stack.analysis(analysis_id).lookup_chunks == 3
+    oracle.assert_inputs_equal(_inputs_dir(stack, analysis_id), synth_oracle.input_dir)
 
-
-def test_chunked_losses_equal_one_chunk(stack: Stack, model_dir: Path) -> None:
-    stack.start_worker(MODEL)
-    reference = _create(stack, model_dir, chunking={})
-    _generate(stack, reference)
-    outputs_one = _run(stack, reference)
-    subs = stack.subtasks(reference)
-    assert [s.slug for s in subs] == LOSSES_SPEC.slugs(1)
+    outputs = _run(stack, analysis_id)
+    oracle.assert_outputs_equal(outputs, synth_oracle.output_dir, note="real workers")
+    subs = stack.subtasks(analysis_id)
+    assert [s.slug for s in subs] == LOSSES_SPEC.slugs(4)
     assert all(s.status == "COMPLETED" and s.output_log for s in subs)
-    analysis = stack.analysis(reference)
+    times = [(s.start_time, s.end_time) for s in subs]
+    assert all(a is not None and b is not None and a <= b for a, b in times)
+    analysis = stack.analysis(analysis_id)
     assert analysis.num_events_total == 40
     assert analysis.num_events_complete == 40
 
-    chunked = _create(stack, model_dir, chunking={"fixed_analysis_chunks": 4})
-    _generate(stack, chunked)
-    assert_same_outputs(_run(stack, chunked), outputs_one)
-    subs = stack.subtasks(chunked)
-    assert [s.slug for s in subs] == LOSSES_SPEC.slugs(4)
-    times = [(s.start_time, s.end_time) for s in subs]
-    assert all(a is not None and b is not None and a <= b for a, b in times)
-
 
 @pytest.mark.slow
-def test_more_chunks_equal_one_chunk(stack: Stack, model_dir: Path) -> None:
+def test_more_chunks_equal_oasislmf(
+    stack: Stack, model_dir: Path, synth_oracle: oracle.OracleRun
+) -> None:
     stack.start_worker(MODEL)
-    reference = _create(stack, model_dir, chunking={})
-    keys_one = _generate(stack, reference)
-    outputs_one = _run(stack, reference)
-    many = _create(stack, model_dir, chunking={"fixed_analysis_chunks": 10})
-    assert _rows(_generate(stack, many)) == _rows(keys_one)
-    assert_same_outputs(_run(stack, many), outputs_one)
+    many = _create(
+        stack, model_dir, chunking={"fixed_lookup_chunks": 8, "fixed_analysis_chunks": 10}
+    )
+    _generate(stack, many)
+    oracle.assert_inputs_equal(_inputs_dir(stack, many), synth_oracle.input_dir)
+    oracle.assert_outputs_equal(_run(stack, many), synth_oracle.output_dir, note="10 chunks")
 
 
 @pytest.mark.slow  # the trivial-stage version runs in the default suite (test_worker_faults)
-def test_worker_killed_after_a_loss_chunk_outputs_equal_fault_free(
-    stack: Stack, model_dir: Path
+def test_worker_killed_after_a_loss_chunk_outputs_equal_oasislmf(
+    stack: Stack, model_dir: Path, synth_oracle: oracle.OracleRun
 ) -> None:
     worker = stack.start_worker(MODEL)
-    reference = _create(stack, model_dir, chunking={"fixed_analysis_chunks": 3})
-    _generate(stack, reference)
-    outputs_ref = _run(stack, reference)
-
     faulty = _create(stack, model_dir, chunking={"fixed_analysis_chunks": 3})
     _generate(stack, faulty)
     slug = "generate-losses-chunk-2"
@@ -177,7 +156,7 @@ def test_worker_killed_after_a_loss_chunk_outputs_equal_fault_free(
     worker2 = stack.start_worker(MODEL, name="worker2")
     assert stack.wait_status(faulty, DONE_RUN, TIMEOUT_S) == "RUN_COMPLETED"
     outputs = _file(stack, stack.analysis(faulty).output_file_id).parent / "outputs"
-    assert_same_outputs(outputs, outputs_ref)
+    oracle.assert_outputs_equal(outputs, synth_oracle.output_dir, note="after a SIGKILL")
     rerun = next(s for s in stack.subtasks(faulty) if s.slug == slug)
     assert f".{worker2.pid}@" in (rerun.worker or "")
     assert "restored task" in stack.log("controller")
@@ -217,67 +196,3 @@ def test_bad_input_ends_in_inputs_generation_error(
     analysis = stack.analysis(analysis_id)
     assert analysis.input_file_id is None
     assert _file(stack, analysis.input_generation_traceback_file_id).read_text().strip()
-
-
-from tests.shared_data import PIWIND
-
-
-def _piwind_settings(tmp_path: Path) -> Path:
-    import json
-
-    settings = json.loads((PIWIND / "analysis_settings.json").read_text())
-    settings["ri_output"] = False  # no reinsurance files in these portfolios
-    path = tmp_path / "analysis_settings.json"
-    path.write_text(json.dumps(settings))
-    return path
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present")
-@pytest.mark.parametrize("locations", ["SourceLocOEDPiWind10.csv", "SourceLocOEDPiWind.csv"])
-def test_piwind_chunked_lookup_equals_one_chunk(
-    redis_url: str, tmp_path: Path, locations: str
-) -> None:
-    inputs = PIWIND / "tests" / "inputs"
-    settings_file = _piwind_settings(tmp_path)
-    with running_stack(redis_url, tmp_path) as stack:
-        Registry(stack.controller.client).register("piwind", model_dir=str(PIWIND))
-        stack.start_controller()
-        stack.start_worker("piwind")
-        keys = []
-        for chunks in (1, 3):
-            analysis_id = stack.controller.create_analysis(
-                "piwind",
-                model_id="piwind",
-                location_file=inputs / locations,
-                accounts_file=inputs / "SourceAccOEDPiWind.csv",
-                settings_file=settings_file,
-                chunking={"fixed_lookup_chunks": chunks},
-            )
-            keys.append(_rows(_generate(stack, analysis_id)))
-        assert keys[0] == keys[1]
-        assert len(keys[0]) > 1
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present")
-def test_piwind_chunked_losses_equal_one_chunk(redis_url: str, tmp_path: Path) -> None:
-    inputs = PIWIND / "tests" / "inputs"
-    settings_file = _piwind_settings(tmp_path)
-    with running_stack(redis_url, tmp_path) as stack:
-        Registry(stack.controller.client).register("piwind", model_dir=str(PIWIND))
-        stack.start_controller()
-        stack.start_worker("piwind")
-        outputs = []
-        for chunks in (1, 4):
-            analysis_id = stack.controller.create_analysis(
-                "piwind",
-                model_id="piwind",
-                location_file=inputs / "SourceLocOEDPiWind10.csv",
-                accounts_file=inputs / "SourceAccOEDPiWind.csv",
-                settings_file=settings_file,
-                chunking={"fixed_analysis_chunks": chunks},
-            )
-            _generate(stack, analysis_id)
-            outputs.append(_run(stack, analysis_id))
-        assert_same_outputs(outputs[1], outputs[0])

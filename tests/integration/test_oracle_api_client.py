@@ -1,0 +1,201 @@
+"""The official ``oasislmf api run``, as a real subprocess, against our API on PiWind.
+
+A real API server (uvicorn, free port, in this process), the task controller and one
+PiWind worker as ``oasis-keda`` subprocesses, a real Redis and a records database. PiWind
+is registered with ``oasis-keda models register`` and chunked FIXED (3 lookup, 4 loss
+chunks) over HTTP; then oasislmf's own CLI, unmodified, logs in with a login JSON file,
+creates the portfolio and the analysis on our server, uploads PiWind's 10-row locations,
+its accounts and the analysis settings (PiWind's, without reinsurance, 10 samples),
+generates inputs, runs the losses and downloads the outputs archive. Covers: the CLI
+exits 0; the analysis went through 3 lookup chunks and 4 loss chunks, every sub-task
+completed; the archive holds GUL and IL outputs, equal to oasislmf's own unchunked
+``oasislmf model run`` of the same inputs (``tests/oracle.py``; losses within its float32
+summation tolerance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from oasis_keda.api import ApiSettings
+from oasis_keda.cli import cli
+from tests.integration.api_support import PASSWORD, USER, ApiServer, start_server
+from tests.oracle import assert_outputs_equal, oracle_run
+from tests.shared_data import PIWIND
+from tests.stack_support import Stack, running_stack
+from worker.stages import INPUTS_SPEC, LOSSES_SPEC
+
+pytestmark = [
+    pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present"),
+    pytest.mark.timeout(1800),  # a cold numba cache compiles the pipeline tools for minutes
+]
+
+MODEL = "piwind"
+LOOKUP_CHUNKS = 3
+LOSS_CHUNKS = 4
+CHUNKING = {
+    "lookup_strategy": "FIXED_CHUNKS",
+    "fixed_lookup_chunks": LOOKUP_CHUNKS,
+    "loss_strategy": "FIXED_CHUNKS",
+    "fixed_analysis_chunks": LOSS_CHUNKS,
+}
+LOCATIONS = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
+ACCOUNTS = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"
+CLI_TIMEOUT_S = 1200.0
+ORACLE_TIMEOUT_S = 900.0
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass
+class ApiStack:
+    """Controller and worker processes (``stack``) and the API server over their stores."""
+
+    stack: Stack
+    server: ApiServer
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"== {log.name}\n{log.read_text(errors='replace')[-LOG_TAIL_CHARS:]}"
+            for log in sorted(self.stack.tmp_path.glob("*.log"))
+        )
+
+
+@pytest.fixture
+def api_stack(redis_url: str, tmp_path: Path) -> Iterator[ApiStack]:
+    root = tmp_path / "stack"
+    root.mkdir()
+    with running_stack(redis_url, root) as stack:
+        result = CliRunner().invoke(
+            cli,
+            ["models", "register", MODEL, "--model-dir", str(PIWIND)],
+            env=stack.env,
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        stack.start_controller()
+        stack.start_worker(MODEL)
+        server = start_server(ApiSettings(core=stack.settings, user=USER, password=PASSWORD))
+        try:
+            yield ApiStack(stack, server)
+        finally:
+            server.stop()
+
+
+def _analysis_settings() -> dict[str, Any]:
+    """PiWind's analysis settings without reinsurance (no RI files here), 10 samples."""
+    settings: dict[str, Any] = json.loads((PIWIND / "analysis_settings.json").read_text("utf-8"))
+    settings.pop("ri_summaries", None)
+    settings["ri_output"] = False
+    settings["number_of_samples"] = 10
+    return settings
+
+
+def _run_cli(command: list[str], cwd: Path) -> tuple[int | None, str]:
+    """Exit code (None on timeout) and the combined stdout/stderr of the command."""
+    env = dict(os.environ)
+    env.pop("OASIS_ENV_OVERRIDE", None)  # it would let OASIS_* variables beat our arguments
+    try:
+        proc = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = exc.output or b""
+        return None, output.decode(errors="replace") if isinstance(output, bytes) else output
+    return proc.returncode, proc.stdout.decode(errors="replace")
+
+
+def _extract(archive: Path, into: Path) -> Path:
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path: Path) -> None:
+    server, stack = api_stack.server, api_stack.stack
+    client = server.client()
+    try:
+        [model] = client.models.search({"model_id": "PiWind"}).json()
+        assert model["supplier_id"] == "OasisLMF", model
+        client.models.chunking_configuration.post(model["id"], CHUNKING)
+    finally:
+        client.api.close()
+
+    settings = _analysis_settings()
+    settings_file = tmp_path / "analysis_settings.json"
+    settings_file.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    login_file = tmp_path / "login.json"
+    login_file.write_text(json.dumps({"username": USER, "password": PASSWORD}), encoding="utf-8")
+    out_dir, cwd = tmp_path / "cli-out", tmp_path / "cli-cwd"
+    out_dir.mkdir()
+    cwd.mkdir()
+    command = [
+        str(Path(sys.executable).parent / "oasislmf"),
+        *("api", "run", "--server-url", server.url, "--server-login-json", str(login_file)),
+        *("--model-id", str(model["id"]), "-x", str(LOCATIONS), "-y", str(ACCOUNTS)),
+        *("-a", str(settings_file), "-o", str(out_dir)),
+    ]
+    code, output = _run_cli(command, cwd)
+
+    def report() -> str:
+        return (
+            f"$ {shlex.join(command)}\n(exit {code})\n{output[-LOG_TAIL_CHARS:]}\n"
+            f"{api_stack.logs()}"
+        )
+
+    assert code == 0, report()
+
+    # the CLI created one analysis; its two stages ran in the planned chunks
+    client = server.client()
+    try:
+        [analysis] = client.analyses.get().json()
+        analysis_id = int(analysis["id"])
+        assert analysis["status"] == "RUN_COMPLETED", report()
+        assert (analysis["lookup_chunks"], analysis["analysis_chunks"]) == (
+            LOOKUP_CHUNKS,
+            LOSS_CHUNKS,
+        ), analysis
+        loss_tasks = client.analyses.sub_task_list(analysis_id).json()
+    finally:
+        client.api.close()
+    assert [t["slug"] for t in loss_tasks] == LOSSES_SPEC.slugs(LOSS_CHUNKS), loss_tasks
+    assert {t["status"] for t in loss_tasks} == {"COMPLETED"}, loss_tasks
+    record = stack.analysis(analysis_id)
+    tasks = [t for run in range(1, record.run_number + 1) for t in stack.subtasks(analysis_id, run)]
+    input_slugs = [t.slug for t in tasks if t.stage == INPUTS_SPEC.stage]
+    assert input_slugs == INPUTS_SPEC.slugs(LOOKUP_CHUNKS), [(t.stage, t.slug) for t in tasks]
+    assert {t.status for t in tasks} == {"COMPLETED"}, [(t.slug, t.status) for t in tasks]
+
+    # the archive the CLI downloaded: GUL and IL outputs, equal to oasislmf's own run
+    archive = out_dir / f"analysis_{analysis_id}_output.tar.gz"
+    assert archive.is_file(), f"{sorted(p.name for p in out_dir.iterdir())}\n{report()}"
+    ours = _extract(archive, tmp_path / "extracted")
+    names = [p.name for p in ours.rglob("*") if p.is_file()]
+    assert any(n.startswith("gul_") for n in names), names
+    assert any(n.startswith("il_") for n in names), names
+    oracle = oracle_run(
+        PIWIND,
+        location=LOCATIONS,
+        accounts=ACCOUNTS,
+        settings=settings,
+        run_dir=tmp_path / "oracle",
+        timeout=ORACLE_TIMEOUT_S,
+    )
+    assert_outputs_equal(ours, oracle.output_dir, note="oasislmf api run, 3 lookup/4 loss chunks")
