@@ -8,6 +8,7 @@ arguments to :meth:`Settings.replace`.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -55,3 +56,14 @@ class Settings:
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed; ``None`` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def safe_url(url: str) -> str:
+    """A Redis URL with its password masked, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urllib.parse.urlunsplit(parts)

@@ -12,10 +12,9 @@ import redis
 
 from oasis_keda.cli import environ
 from oasis_keda.errors import ModelNotFoundError
-from oasis_keda.k8s.client import safe_url
 from oasis_keda.k8s.generate import WorkerManifestSettings, model_manifests, to_yaml
 from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
+from oasis_keda.settings import Settings, safe_url
 
 _DEFAULTS = WorkerManifestSettings()
 
