@@ -4,7 +4,8 @@ Real sockets, real HTTP: the client code under test cannot tell it from an API s
 the calls it makes. It serves namespaced core and group resources (GET one, GET a list with
 an equality ``labelSelector``, JSON merge PATCH), answers errors as ``Status`` objects,
 checks the bearer token, and records every request as an RBAC attribute tuple (API group,
-resource, verb, namespace, name) so that tests can compare them with a Role's rules.
+resource, verb, namespace, name, plus the bearer token it carried) so that tests can
+compare them with a Role's rules.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Request:
     name: str
     content_type: str = ""
     body: Any = None
+    token: str = ""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -165,7 +167,8 @@ class FakeKubeAPI:
         auth = h.headers.get("Authorization", "")
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
-        if self.tokens and auth.removeprefix("Bearer ") not in self.tokens:
+        token = auth.removeprefix("Bearer ")
+        if self.tokens and token not in self.tokens:
             self._status(h, 401, "Unauthorized", "Unauthorized")
             return
         m = _PATH.match(parsed.path)
@@ -178,7 +181,9 @@ class FakeKubeAPI:
         content_type = h.headers.get("Content-Type", "")
         body = json.loads(raw) if raw else None
         with self._lock:
-            self.requests.append(Request(group, resource, verb, ns, name, content_type, body))
+            self.requests.append(
+                Request(group, resource, verb, ns, name, content_type, body, token=token)
+            )
         if (group, resource) in self.missing_resources:
             self._status(h, 404, "NotFound", "the server could not find the requested resource")
             return

@@ -3,12 +3,14 @@
 When the HPA lowers a Deployment's replicas, the ReplicaSet removes the pods with the
 lowest deletion cost first. A worker marks its pod busy (high cost) when a task starts
 and idle (low cost) when the last running task ends, so scale-in takes idle pods and
-leaves running chunks alone (DESIGN.md section 4; Oasis #900 killed busy pods).
+leaves running chunks alone instead of killing a pod in the middle of a chunk.
 
 The Celery pool runs tasks in several processes of one pod, so the number of running
 tasks is counted in a small file under an exclusive lock; only the 0 -> 1 and 1 -> 0
-transitions patch the pod. Outside a cluster (no service account, no pod name) this is off
-and every call is a no-op. Nothing here ever raises into the worker: an API error is
+transitions patch the pod (a JSON merge patch through the official ``kubernetes`` client
+and the pod's service account, see :mod:`oasis_keda.k8s.cluster`). Outside a cluster (no
+service account, no pod name) this is off, every call is a no-op and the ``kubernetes``
+package is not even imported. Nothing here ever raises into the worker: an API error is
 logged and the task goes on.
 """
 
@@ -20,8 +22,10 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from oasis_keda.k8s.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster_config, pod_path
+if TYPE_CHECKING:
+    from oasis_keda.k8s.cluster import KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +73,27 @@ class PodDeletionCost:
         test point a worker process at a fake cluster); keyword arguments go to the
         constructor.
         """
+        pod_name = env.get("OASIS_KEDA_POD_NAME", "")
+        host = env.get("KUBERNETES_SERVICE_HOST", "")
+        if not pod_name or not host:
+            logger.debug("pod deletion cost off: not in a cluster or no OASIS_KEDA_POD_NAME")
+            return cls(None, **kwargs)  # type: ignore[arg-type]
+        # In a pod only: the client library takes a while to import.
+        from oasis_keda.k8s.cluster import SERVICE_ACCOUNT_DIR, in_cluster
+        from oasis_keda.k8s.errors import KubeConfigError
+
         if service_account_dir is None:
             raw_dir = env.get("OASIS_KEDA_SERVICE_ACCOUNT_DIR", "")
             service_account_dir = Path(raw_dir) if raw_dir else SERVICE_ACCOUNT_DIR
-        pod_name = env.get("OASIS_KEDA_POD_NAME", "")
         try:
-            config = in_cluster_config(env, root=service_account_dir)
-        except OSError as exc:  # unreadable service account files
+            client = in_cluster(env, root=service_account_dir, timeout_s=PATCH_TIMEOUT_S)
+        except (OSError, KubeConfigError) as exc:  # unreadable or incomplete service account
             logger.warning("pod deletion cost off: %s", exc)
-            config = None
-        if config is None or not pod_name:
-            logger.debug("pod deletion cost off: not in a cluster or no OASIS_KEDA_POD_NAME")
+            client = None
+        if client is None:
+            logger.debug("pod deletion cost off: no service account in %s", service_account_dir)
             return cls(None, **kwargs)  # type: ignore[arg-type]
-        namespace = env.get("OASIS_KEDA_POD_NAMESPACE") or config.namespace
-        client = KubeClient(config, timeout_s=PATCH_TIMEOUT_S)
+        namespace = env.get("OASIS_KEDA_POD_NAMESPACE") or client.namespace
         return cls(client, pod_name=pod_name, namespace=namespace, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -131,5 +142,5 @@ class PodDeletionCost:
     def _patch(self, cost: int) -> None:
         assert self._client is not None
         patch = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
-        self._client.merge_patch(pod_path(self.namespace, self.pod_name), patch)
+        self._client.patch_pod(self.namespace, self.pod_name, patch)
         logger.info("pod %s deletion cost set to %d", self.pod_name, cost)

@@ -2,7 +2,9 @@
 
 kubectl runs any ``kubectl-<name>`` on PATH as ``kubectl <name>``. Like every plugin this
 one talks to the cluster of the current kubeconfig context (``--context``, ``--kubeconfig``
-and ``-n`` as in kubectl). The registry and queue state live in Redis and the desired
+and ``-n`` as in kubectl), through the official ``kubernetes`` client
+(:mod:`oasis_keda.k8s.cluster`), so exec credential plugins, oidc, client certificates,
+``tls-server-name`` and ``HTTPS_PROXY`` work as they do for kubectl. The registry and queue state live in Redis and the desired
 worker counts come from the scaler; both are reached through addresses the operator gives
 (typically after ``kubectl port-forward``), because neither speaks HTTP/1.1 for the API
 server's service proxy.
@@ -17,7 +19,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +27,7 @@ import redis
 
 from oasis_keda.config import ScalingConfig
 from oasis_keda.errors import ConfigError, ModelNotFoundError, OasisKedaError
-from oasis_keda.k8s.client import (
-    KubeClient,
-    deployments_path,
-    kubeconfig,
-    safe_url,
-    scaled_objects_path,
-)
+from oasis_keda.k8s.cluster import KubeClient, from_kubeconfig
 from oasis_keda.k8s.errors import KubeApiError, KubeError
 from oasis_keda.k8s.generate import replica_bounds, resource_name
 from oasis_keda.k8s.scaler_probe import ScalerEndpoint, ScalerReading, read_desired
@@ -44,6 +39,7 @@ from oasis_keda.k8s.status import (
     trigger_metadata,
 )
 from oasis_keda.registry import Registry
+from oasis_keda.settings import safe_url
 from scaler.errors import ScalerError
 from scaler.state import Snapshot, StateReader, make_client
 from scaler.strategies import ModelState
@@ -68,10 +64,10 @@ class PluginContext:
             env = dict(os.environ)
             if self.kubeconfig:
                 env["KUBECONFIG"] = self.kubeconfig
-            config = kubeconfig(env, context=self.context, namespace=self.namespace)
-            if not self.namespace and config.namespace == "default":
-                config = dataclasses.replace(config, namespace=DEFAULT_NAMESPACE)
-            self._kube = KubeClient(config, env=env)
+            kube = from_kubeconfig(env, context=self.context, namespace=self.namespace)
+            if not self.namespace and kube.namespace == "default":
+                kube.namespace = DEFAULT_NAMESPACE
+            self._kube = kube
         return self._kube
 
     def registry(self) -> Registry:
@@ -137,10 +133,9 @@ def _read_snapshot(redis_url: str) -> Snapshot:
 def _cluster_objects(pc: PluginContext) -> tuple[list[Any], list[Any], str]:
     kube = pc.kube()
     ns = kube.namespace
-    selector = urllib.parse.quote(WORKER_SELECTOR)
-    deps = kube.get(f"{deployments_path(ns)}?labelSelector={selector}").get("items") or []
+    deps = kube.list_deployments(ns, label_selector=WORKER_SELECTOR)
     try:
-        sos = kube.get(f"{scaled_objects_path(ns)}?labelSelector={selector}").get("items") or []
+        sos = kube.list_scaled_objects(ns, label_selector=WORKER_SELECTOR)
     except KubeApiError as exc:
         if exc.status != 404:
             raise
@@ -307,7 +302,7 @@ def _check_bounds(pc: PluginContext, model_id: str, config: ScalingConfig) -> No
     """Say when the deployed ScaledObject's min/max no longer match the configuration."""
     try:
         kube = pc.kube()
-        so = kube.get(f"{scaled_objects_path(kube.namespace)}/{resource_name(model_id)}")
+        so = kube.get_scaled_object(kube.namespace, resource_name(model_id))
     except KubeError as exc:
         click.echo(f"(ScaledObject not checked: {exc})", err=True)
         return

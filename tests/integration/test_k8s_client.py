@@ -1,11 +1,13 @@
-"""The small Kubernetes client's view of kubeconfig, against a fake API server over HTTPS.
+"""The official Kubernetes client, as ``oasis_keda.k8s.cluster`` sets it up from kubeconfig,
+against a fake API server over real HTTPS.
 
 Covers: the current context (or a named one) picks server, user and namespace; CA from a
 file (relative paths resolve against the kubeconfig) or inline data; client-certificate
-authentication from inline data against a server that requires it; insecure-skip-tls-verify;
-an exec credential plugin (run once, token cached); several KUBECONFIG files merged with
-the first definition winning; clear errors for a missing kubeconfig, no current context,
-an unknown context, an untrusted server certificate and error statuses.
+authentication from inline data against a server that requires it;
+insecure-skip-tls-verify; an exec credential plugin whose token has no expiry (run once,
+on the first call); several KUBECONFIG files merged with the first definition winning;
+clear errors for a missing kubeconfig, no current context, an unknown context, a cluster
+with no server, an untrusted server certificate and error statuses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import os
 import stat
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from oasis_keda.k8s.client import KubeClient, deployments_path, kubeconfig
+from oasis_keda.k8s.cluster import KubeClient, from_kubeconfig
 from oasis_keda.k8s.errors import KubeApiError, KubeConfigError
 from tests.k8s_support import FakeKubeAPI, fake_kube_api, tls_files
 
 NS = "oasis"
+SELECTOR = "app.kubernetes.io/name=oasis-worker"
 
 
 @pytest.fixture
@@ -59,9 +63,16 @@ def _write(path: Path, *, server: str, cluster: dict[str, Any], user: dict[str, 
     return path
 
 
+def _client(path: Path | str, **env: str) -> KubeClient:
+    return from_kubeconfig({"KUBECONFIG": str(path), **env})
+
+
 def _list(client: KubeClient) -> list[Any]:
-    items: list[Any] = client.get(deployments_path(client.namespace)).get("items", [])
-    return items
+    return client.list_deployments(client.namespace, label_selector=SELECTOR)
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
 
 
 def test_current_context_with_ca_file_relative_to_the_kubeconfig(
@@ -73,11 +84,15 @@ def test_current_context_with_ca_file_relative_to_the_kubeconfig(
         cluster={"certificate-authority": tls[0].name},
         user={"token": "tok"},
     )
-    config = kubeconfig({"KUBECONFIG": str(path)})
-    assert (config.server, config.namespace) == (api.url, NS)
-    assert _list(KubeClient(config)) == []
-    assert kubeconfig({"KUBECONFIG": str(path)}, context="other").namespace == "default"
-    assert kubeconfig({"KUBECONFIG": str(path)}, namespace="x").namespace == "x"
+    client = _client(path)
+    assert client.namespace == NS
+    assert _list(client) == []
+    assert [(r.resource, r.verb, r.namespace, r.token) for r in api.requests] == [
+        ("deployments", "list", NS, "tok")
+    ]
+    env = {"KUBECONFIG": str(path)}
+    assert from_kubeconfig(env, context="other").namespace == "default"
+    assert from_kubeconfig(env, namespace="x").namespace == "x"
 
 
 def test_client_certificate_data_against_a_server_that_requires_it(
@@ -85,18 +100,13 @@ def test_client_certificate_data_against_a_server_that_requires_it(
 ) -> None:
     ca, cert, key = tls
     with fake_kube_api(token="", tls=(str(cert), str(key)), client_ca=str(ca)) as server:
-
-        def b64(p: Path) -> str:
-            return base64.b64encode(p.read_bytes()).decode()
-
         path = _write(
             tmp_path / "config",
             server=server.url,
-            cluster={"certificate-authority-data": b64(ca)},
-            user={"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            cluster={"certificate-authority-data": _b64(ca)},
+            user={"client-certificate-data": _b64(cert), "client-key-data": _b64(key)},
         )
-        client = KubeClient(kubeconfig({"KUBECONFIG": str(path)}))
-        assert _list(client) == []
+        assert _list(_client(path)) == []
         assert len(server.requests) == 1
 
 
@@ -107,46 +117,76 @@ def test_insecure_skip_tls_verify(api: FakeKubeAPI, tmp_path: Path) -> None:
         cluster={"insecure-skip-tls-verify": True},
         user={"token": "tok"},
     )
-    assert _list(KubeClient(kubeconfig({"KUBECONFIG": str(path)}))) == []
+    assert _list(_client(path)) == []  # and no InsecureRequestWarning (warnings are errors)
 
 
 def test_untrusted_server_certificate_is_a_clear_error(api: FakeKubeAPI, tmp_path: Path) -> None:
     path = _write(tmp_path / "config", server=api.url, cluster={}, user={"token": "tok"})
-    client = KubeClient(kubeconfig({"KUBECONFIG": str(path)}))
     with pytest.raises(KubeApiError, match="Unreachable.*CERTIFICATE_VERIFY_FAILED"):
-        _list(client)
+        _list(_client(path))
 
 
-def test_exec_credential_plugin_runs_once(
-    api: FakeKubeAPI, tls: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
+def _exec_plugin(tmp_path: Path, *, expires_in_s: float | None) -> tuple[Path, Path]:
+    """A credential plugin answering ``tok-N`` on its N-th run; ``(plugin, run counter)``."""
     counter = tmp_path / "runs"
     plugin = tmp_path / "get-token"
     plugin.write_text(
         f"#!{sys.executable}\n"
-        "import json, os, pathlib\n"
-        f"p = pathlib.Path({str(counter)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
-        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', "
-        "'kind': 'ExecCredential', 'status': {'token': os.environ['TOKEN_FROM_ENV']}}))\n"
+        + textwrap.dedent(
+            f"""\
+            import datetime as dt, json, os, pathlib
+            p = pathlib.Path({str(counter)!r})
+            n = len(p.read_text()) + 1 if p.exists() else 1
+            p.write_text("x" * n)
+            status = {{"token": os.environ["TOKEN_PREFIX"] + str(n)}}
+            expires_in = {expires_in_s!r}
+            if expires_in is not None:
+                at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=expires_in)
+                status["expirationTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(json.dumps({{
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "kind": "ExecCredential",
+                "status": status,
+            }}))
+            """
+        )
     )
     plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    return plugin, counter
+
+
+def _exec_user(plugin: Path) -> dict[str, Any]:
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "env": [{"name": "TOKEN_PREFIX", "value": "tok-"}],
+            "interactiveMode": "Never",
+        }
+    }
+
+
+def _runs(counter: Path) -> int:
+    return len(counter.read_text()) if counter.exists() else 0
+
+
+def test_exec_credential_plugin_without_expiry_runs_once(
+    api: FakeKubeAPI, tls: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    api.tokens = {"tok-1"}
+    plugin, counter = _exec_plugin(tmp_path, expires_in_s=None)
     path = _write(
         tmp_path / "config",
         server=api.url,
         cluster={"certificate-authority": str(tls[0])},
-        user={
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "command": str(plugin),
-                "env": [{"name": "TOKEN_FROM_ENV", "value": "tok"}],
-            }
-        },
+        user=_exec_user(plugin),
     )
-    env = {"KUBECONFIG": str(path), "PATH": os.environ.get("PATH", "")}
-    client = KubeClient(kubeconfig(env), env=env)
+    client = _client(path)
+    assert _runs(counter) == 0  # credentials are fetched on the first call, not before
     _list(client)
     _list(client)
-    assert counter.read_text() == "x"
+    assert _runs(counter) == 1
+    assert [r.token for r in api.requests] == ["tok-1", "tok-1"]
 
 
 def test_kubeconfig_files_merge_first_definition_wins(api: FakeKubeAPI, tmp_path: Path) -> None:
@@ -157,16 +197,23 @@ def test_kubeconfig_files_merge_first_definition_wins(api: FakeKubeAPI, tmp_path
         user={"token": "tok"},
     )
     second = _write(tmp_path / "b", server="https://elsewhere:1", cluster={}, user={"token": "no"})
-    config = kubeconfig({"KUBECONFIG": f"{first}{os.pathsep}{second}"})
-    assert config.server == api.url and config.token == "tok"
+    data = yaml.safe_load(second.read_text())
+    data["current-context"] = "other"  # the first file's current-context wins, as in kubectl
+    second.write_text(yaml.safe_dump(data))
+    client = _client(f"{first}{os.pathsep}{second}")
+    assert client.namespace == NS
+    assert _list(client) == []
+    assert [r.token for r in api.requests] == ["tok"]
 
 
 @pytest.mark.parametrize(
     ("content", "context", "message"),
     [
         (None, None, "no kubeconfig found"),
+        ("", None, "is empty"),
         ({"contexts": []}, None, "no current-context"),
         ({"current-context": "gone", "contexts": []}, None, "no context named 'gone'"),
+        ({"current-context": "c", "contexts": []}, "other", "no context named 'other'"),
         (
             {
                 "current-context": "c",
@@ -177,6 +224,7 @@ def test_kubeconfig_files_merge_first_definition_wins(api: FakeKubeAPI, tmp_path
             "has no server",
         ),
         ("- not\n- a mapping\n", None, "is not a mapping"),
+        ("a: [b\n", None, "is not valid YAML"),
     ],
 )
 def test_bad_kubeconfigs_are_clear_errors(
@@ -186,7 +234,7 @@ def test_bad_kubeconfigs_are_clear_errors(
     if content is not None:
         path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
     with pytest.raises(KubeConfigError, match=message):
-        kubeconfig({"KUBECONFIG": str(path)}, context=context)
+        from_kubeconfig({"KUBECONFIG": str(path)}, context=context)
 
 
 def test_error_statuses_carry_code_and_reason(api: FakeKubeAPI, tmp_path: Path) -> None:
@@ -196,8 +244,12 @@ def test_error_statuses_carry_code_and_reason(api: FakeKubeAPI, tmp_path: Path) 
         cluster={"insecure-skip-tls-verify": True},
         user={"token": "tok"},
     )
-    client = KubeClient(kubeconfig({"KUBECONFIG": str(path)}))
+    client = _client(path)
     with pytest.raises(KubeApiError) as caught:
-        client.get(f"{deployments_path(NS)}/missing")
+        client.get_scaled_object(NS, "missing")
     assert (caught.value.status, caught.value.reason) == (404, "NotFound")
-    assert 'deployments "missing" not found' in str(caught.value)
+    assert "get scaledobject oasis/missing at https://127.0.0.1:" in str(caught.value)
+    assert 'scaledobjects "missing" not found' in str(caught.value)
+    api.tokens = {"other"}
+    with pytest.raises(KubeApiError, match="Kubernetes API error 401 Unauthorized: list deploy"):
+        _list(client)

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from oasis_keda.k8s.client import ClusterConfig, KubeClient
+from oasis_keda.k8s.cluster import from_kubeconfig
 from oasis_keda.k8s.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
 from tests.k8s_support import (
     FakeKubeAPI,
@@ -192,12 +193,28 @@ def test_api_errors_never_reach_the_worker(
     assert "Unreachable" in caplog.text
 
 
-def test_a_pod_that_is_gone_is_logged_not_raised(tmp_path: Path) -> None:
+def test_a_pod_that_is_gone_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with fake_kube_api(token="t") as api:
-        client = KubeClient(ClusterConfig(server=api.url, namespace=NS, token="t"))
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "current-context": "c",
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "clusters": [{"name": "c", "cluster": {"server": api.url}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                }
+            )
+        )
+        client = from_kubeconfig({"KUBECONFIG": str(kubeconfig)}, namespace=NS)
         marker = PodDeletionCost(client, pod_name="vanished", state_dir=tmp_path)
-        marker.busy()
+        with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+            marker.busy()
         assert [r.name for r in api.requests] == ["vanished"]
+    assert "Kubernetes API error 404 NotFound: patch pod oasis/vanished" in caplog.text
+    assert 'pods "vanished" not found' in caplog.text
 
 
 def test_worker_role_allows_exactly_what_the_code_calls(
