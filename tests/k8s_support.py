@@ -5,7 +5,10 @@ the calls it makes. It serves namespaced core and group resources (GET one, GET 
 an equality ``labelSelector``, JSON merge PATCH), answers errors as ``Status`` objects,
 checks the bearer token, and records every request as an RBAC attribute tuple (API group,
 resource, verb, namespace, name, plus the bearer token it carried) so that tests can
-compare them with a Role's rules.
+compare them with a Role's rules. ``delay_s`` makes it a slow server.
+
+Also here: certificates for it (``tls_files``) and a tiny HTTP CONNECT proxy for
+loopback targets (``connect_proxy``), to check that the client honours HTTPS_PROXY.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import datetime as dt
 import ipaddress
 import json
 import re
+import select
+import socket
+import socketserver
 import ssl
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,6 +85,8 @@ class FakeKubeAPI:
         self.objects: dict[tuple[str, str, str, str], Obj] = {}
         self.requests: list[Request] = []
         self.missing_resources: set[tuple[str, str]] = set()
+        self.delay_s = 0.0
+        """Seconds to wait before answering (a slow API server)."""
         self._lock = threading.Lock()
         self._tls = tls
         self._server: ThreadingHTTPServer | None = None
@@ -167,6 +176,8 @@ class FakeKubeAPI:
         auth = h.headers.get("Authorization", "")
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
+        if self.delay_s:
+            time.sleep(self.delay_s)
         token = auth.removeprefix("Bearer ")
         if self.tokens and token not in self.tokens:
             self._status(h, 401, "Unauthorized", "Unauthorized")
@@ -286,9 +297,10 @@ def used(requests: list[Request]) -> set[tuple[str, str, str]]:
     return {(r.group, r.resource, r.verb) for r in requests}
 
 
-def tls_files(tmp: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate for 127.0.0.1 signed by it (also usable as a client
-    certificate): ``(ca.crt, tls.crt, tls.key)`` under ``tmp``."""
+def tls_files(tmp: Path, *, dns_names: Sequence[str] = ()) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate signed by it (also usable as a client certificate):
+    ``(ca.crt, tls.crt, tls.key)`` under ``tmp``. The certificate is for 127.0.0.1, or
+    only for ``dns_names`` when given."""
     pytest.importorskip("cryptography")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -322,7 +334,10 @@ def tls_files(tmp: Path) -> tuple[Path, Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in dns_names]
+                or [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -335,3 +350,71 @@ def tls_files(tmp: Path) -> tuple[Path, Path, Path]:
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return ca_file, cert_file, key_file
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (CONNECT) to loopback ports; records each target."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> ConnectProxy:
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                client: socket.socket = self.request
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 8192:
+                    chunk = client.recv(1)  # byte by byte: nothing past the header is read
+                    if not chunk:
+                        return
+                    head += chunk
+                method, target = head.split(b" ", 2)[:2]
+                host, _, port = target.decode().rpartition(":")
+                if method != b"CONNECT" or host != "127.0.0.1":
+                    client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                    return
+                proxy.targets.append(target.decode())
+                with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    _relay(client, upstream)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _relay(a: socket.socket, b: socket.socket, idle_s: float = 10.0) -> None:
+    while True:
+        ready, _, _ = select.select([a, b], [], [], idle_s)
+        if not ready:
+            return
+        for src in ready:
+            data = src.recv(65536)
+            if not data:
+                return
+            (b if src is a else a).sendall(data)
+
+
+@contextlib.contextmanager
+def connect_proxy() -> Iterator[ConnectProxy]:
+    proxy = ConnectProxy().start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -4,8 +4,9 @@ Covers: off without error outside a cluster (no service account, or no pod name)
 "cluster" (service-account token, namespace and CA files, HTTPS with that CA) busy/idle
 patch the pod's ``controller.kubernetes.io/pod-deletion-cost`` with a JSON merge patch;
 only the 0 -> 1 and 1 -> 0 transitions of running tasks patch, counted across processes;
-``reset`` clears a stale count; a rotated token is picked up; API errors and an unreachable
-server never raise into the caller; every request is allowed by the worker Role, and the
+``reset`` clears a stale count; a rotated token is picked up; API errors, an unreachable
+server and a slow one (a patch costs at most its timeout) never raise into the caller; a
+service account without its CA turns the marker off with a warning; every request is allowed by the worker Role, and the
 Role grants nothing the code does not use.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,13 @@ import pytest
 import yaml
 
 from oasis_keda.k8s.cluster import from_kubeconfig
-from oasis_keda.k8s.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
+from oasis_keda.k8s.deletion_cost import (
+    ANNOTATION,
+    BUSY_COST,
+    IDLE_COST,
+    PATCH_TIMEOUT_S,
+    PodDeletionCost,
+)
 from tests.k8s_support import (
     FakeKubeAPI,
     allowed,
@@ -191,6 +199,37 @@ def test_api_errors_never_reach_the_worker(
         marker.idle()
         marker.busy()
     assert "Unreachable" in caplog.text
+
+
+def test_a_slow_api_server_costs_a_patch_at_most_its_timeout(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, env, sa = cluster
+    marker = _marker(env, sa, tmp_path)
+    api.delay_s = 3 * PATCH_TIMEOUT_S
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+        marker.busy()
+    assert time.monotonic() - started < PATCH_TIMEOUT_S + 1.5
+    assert "could not update pod deletion cost" in caplog.text
+    assert "Unreachable" in caplog.text and "timed out" in caplog.text
+
+
+def test_a_service_account_without_its_ca_is_off_with_a_warning(
+    cluster: tuple[FakeKubeAPI, dict[str, str], Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, env, sa = cluster
+    (sa / "ca.crt").unlink()
+    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+        marker = _marker(env, sa, tmp_path)
+    assert not marker.enabled
+    assert f"pod deletion cost off: service account {sa} has no ca.crt" in caplog.text
+    marker.busy()
+    assert api.requests == []
 
 
 def test_a_pod_that_is_gone_is_logged_not_raised(
