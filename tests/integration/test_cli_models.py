@@ -1,7 +1,8 @@
 """``oasis-keda models``, ``settings`` and ``status`` through click against a real Redis.
 
-Covers: register (derived queue, --queue, --model-dir identity defaults, a bad model dir is
-a clear error); show --json; list; scaling/chunking print and partial --set; a refused
+Covers: register (derived queue, --queue, --model-dir identity defaults and run options as
+oasislmf loads them, a bad model dir or run option is a clear error and leaves the stored
+model unchanged); show --json; list; scaling/chunking print and partial --set; a refused
 --set exits non-zero naming the field and leaves the stored value unchanged; invalid JSON;
 unknown model; global-worker-limit set/show/unset; status rows computed by the scaler code.
 """
@@ -9,6 +10,7 @@ unknown model; global-worker-limit set/show/unset; status rows computed by the s
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from click.testing import CliRunner, Result
 from oasis_keda import keys
 from oasis_keda.cli import cli
 from tests.shared_data import PIWIND
+from worker.synth import write_synthetic_model
 
 Invoke = Callable[..., Result]
 
@@ -97,6 +100,33 @@ def test_identity_from_model_dir(run: Invoke) -> None:
     assert shown["supplier_id"] == "OasisLMF"
     assert shown["model_name"] == "PiWind"
     assert shown["version_id"] == "9"
+    # PiWind's config asks for GUL allocation rule 1 under the old key name
+    assert shown["run_options"]["kernel_alloc_rule_gul"] == 1
+    assert any("'modelpy'" in w for w in shown["run_option_warnings"])
+    assert "modelpy" in r.output  # oasislmf's warning, shown at registration
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"kernel_alloc_rule_gul": "x"}, "'kernel_alloc_rule_gul' must be an integer, got 'x'"),
+        ({"kernel_alloc_rule_gul": 7}, "kernel_alloc_rule_gul=7 - Not within valid ranges"),
+    ],
+)
+def test_bad_run_option_refused_and_stored_model_unchanged(
+    run: Invoke, redis_client: redis.Redis, tmp_path: Path, option: dict[str, object], message: str
+) -> None:
+    good = write_synthetic_model(tmp_path / "model", locations=3, events=3)
+    assert run("models", "register", "m", "--model-dir", str(good.root)).exit_code == 0
+    before = redis_client.hget(keys.MODELS, "m")
+    config = json.loads(good.config_path.read_text())
+    bad = tmp_path / "bad"
+    shutil.copytree(good.root, bad)
+    (bad / "oasislmf.json").write_text(json.dumps({**config, **option}))
+    r = run("models", "register", "m", "--model-dir", str(bad))
+    assert r.exit_code != 0
+    assert message in r.output
+    assert redis_client.hget(keys.MODELS, "m") == before
 
 
 def test_global_worker_limit(run: Invoke) -> None:
