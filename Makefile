@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Runs a command with a Redis server reachable: the one named by OASIS_KEDA_REDIS_URL,
 # or an embedded one started on a free port and stopped afterwards.
-WITH_REDIS := $(PY) -m oasis_keda.embedded_redis --
+WITH_REDIS := $(PY) -m oasis_keda.runtime.embedded_redis --
 
 .PHONY: all install redis-server format lint mypy proto test test-slow bench demo clean
 
@@ -40,10 +40,10 @@ mypy: $(STAMP)
 # Regenerates the committed gRPC code and its type stubs from protos/.
 proto: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
-	  --python_out=scaler/_proto --grpc_python_out=scaler/_proto \
-	  --mypy_out=scaler/_proto --mypy_grpc_out=scaler/_proto protos/externalscaler.proto
+	  --python_out=scaler/proto --grpc_python_out=scaler/proto \
+	  --mypy_out=scaler/proto --mypy_grpc_out=scaler/proto protos/externalscaler.proto
 	sed -i 's/^import externalscaler_pb2/from . import externalscaler_pb2/' \
-	  scaler/_proto/externalscaler_pb2_grpc.py scaler/_proto/externalscaler_pb2_grpc.pyi
+	  scaler/proto/externalscaler_pb2_grpc.py scaler/proto/externalscaler_pb2_grpc.pyi
 
 test: install lint mypy
 	$(WITH_REDIS) $(PY) -m pytest -q

@@ -30,9 +30,9 @@ from typing import Any
 
 import requests
 
-from oasis_keda.embedded_redis import free_port
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.runtime.embedded_redis import free_port
 
 TRIALS = 10
 MODEL = "bench-api-synth"
@@ -100,7 +100,7 @@ class _Runtime:
 def _first_start(settings: Settings, analysis_id: int) -> dt.datetime | None:
     from sqlalchemy import func, select
 
-    from oasis_keda.store import Analysis, SubTask, make_engine
+    from oasis_keda.core.store import Analysis, SubTask, make_engine
 
     engine = make_engine(settings.effective_database_url, create=False)
     try:
@@ -119,7 +119,7 @@ def _first_start(settings: Settings, analysis_id: int) -> dt.datetime | None:
 def measure() -> dict[str, list[float]]:
     from oasislmf.platform_api.client import APIClient
 
-    from worker.synth import analysis_settings, write_synthetic_model
+    from oasis_keda.runtime.synth import analysis_settings, write_synthetic_model
 
     spawn_s: list[float] = []
     start_s: list[float] = []

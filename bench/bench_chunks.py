@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oasis_keda.settings import Settings
+from oasis_keda.core.settings import Settings
 
 LOSS_CHUNKS = 10
 BASH_LOSS_CHUNKS = 4
@@ -157,8 +157,8 @@ def run(settings: Settings) -> str:
     prepare_process()
     import json
 
-    from oasis_keda.model_dir import read_model_dir
-    from worker.synth import write_synthetic_model
+    from oasis_keda.core.model_dir import read_model_dir
+    from oasis_keda.runtime.synth import write_synthetic_model
 
     rows_loss: list[str] = []
     rows_lookup: list[str] = []

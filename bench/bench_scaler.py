@@ -33,12 +33,12 @@ import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from oasis_keda import keys
-from oasis_keda.embedded_redis import free_port
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
-from scaler._proto import externalscaler_pb2 as pb
-from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.runtime.embedded_redis import free_port
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
 MODELS = 500
 CALLERS = 50

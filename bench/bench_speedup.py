@@ -17,7 +17,7 @@ The machine is shared with other jobs (2 cores): the load average before and aft
 reported, and the figures are a snapshot, not a controlled measurement. Skipped, with a
 note, when /work/shared/piwind is absent.
 
-Run alone: ``python -m oasis_keda.embedded_redis -- python -m bench bench_speedup``.
+Run alone: ``python -m oasis_keda.runtime.embedded_redis -- python -m bench bench_speedup``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 
 import redis
 
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
-from worker.stages import INPUTS_SPEC, LOSSES_SPEC, StageSpec
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC, StageSpec
 
 PIWIND = Path(
     os.environ.get("OASIS_KEDA_BENCH_PIWIND")
@@ -337,7 +337,7 @@ def run(settings: Settings) -> str:
             "near the bound when they get close to 2, none when another job holds a core."
         ),
         "",
-        "Command: `python -m oasis_keda.embedded_redis -- python -m bench bench_speedup`.",
+        "Command: `python -m oasis_keda.runtime.embedded_redis -- python -m bench bench_speedup`.",
         "",
         (
             f"**Shared machine**: {os.cpu_count()} cores shared with other running jobs "

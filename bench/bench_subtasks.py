@@ -8,7 +8,7 @@ sub-task rows, the canvas, every message round trip, the records each sub-task w
 (QUEUED, STARTED, COMPLETED with its log) and the chord join. Reported: ms per sub-task for
 a 50-chunk stage, and the marginal cost of one more chunk ((T50 - T1) / 49). Goal: <= 10 ms.
 
-Run alone: ``python -m oasis_keda.embedded_redis -- python -m bench.bench_subtasks``.
+Run alone: ``python -m oasis_keda.runtime.embedded_redis -- python -m bench.bench_subtasks``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import redis
 
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
 
 CHUNKS = 50
 REPEATS = 5

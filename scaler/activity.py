@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from oasis_keda import keys
+from oasis_keda.core import keys
 from scaler.aiotools import stop_task
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import dataclasses
 import logging
 import weakref
 
-from oasis_keda.config import ScalingConfig
-from oasis_keda.errors import ModelNotFoundError
+from oasis_keda.core.config import ScalingConfig
+from oasis_keda.core.errors import ModelNotFoundError
 from scaler.budget import Demand, allocate
 from scaler.errors import StoredConfigError
 from scaler.state import Snapshot, StateReader

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oasis_keda.errors import BrokerUnavailableError, ModelNotFoundError, OasisKedaError
+from oasis_keda.core.errors import BrokerUnavailableError, ModelNotFoundError, OasisKedaError
 
 __all__ = [
     "BrokerUnavailableError",

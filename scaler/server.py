@@ -16,11 +16,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from oasis_keda.errors import BrokerUnavailableError
-from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from oasis_keda.core.errors import BrokerUnavailableError
 from scaler.activity import ActivityHub
 from scaler.aiotools import stop_task
 from scaler.deciding import Decider
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScalerService
 from scaler.settings import ScalerSettings
 from scaler.state import StateReader, make_client

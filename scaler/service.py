@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
-from oasis_keda.errors import BrokerUnavailableError, ModelNotFoundError
-from scaler._proto import externalscaler_pb2 as pb
-from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from oasis_keda.core.errors import BrokerUnavailableError, ModelNotFoundError
 from scaler.activity import ActivityHub
 from scaler.deciding import Decider, Decision
 from scaler.errors import MetadataError, StoredConfigError
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Self
 
-from oasis_keda.settings import DEFAULT_REDIS_URL, ENV_PREFIX
+from oasis_keda.core.settings import DEFAULT_REDIS_URL, ENV_PREFIX
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,7 @@ with their highest priority. When a global limit is set the script reads every r
 model, because the budget needs them all. The reply is one JSON string (redis-py parses a
 bulk string far faster than nested arrays).
 
-Key names come from :mod:`oasis_keda.keys`: the script gets them as prefix/suffix pairs.
+Key names come from :mod:`oasis_keda.core.keys`: the script gets them as prefix/suffix pairs.
 (The script touches keys it is not given in KEYS, so it does not run on Redis Cluster.)
 """
 
@@ -27,9 +27,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from oasis_keda import keys
-from oasis_keda.config import ScalingConfig, parse_config
-from oasis_keda.errors import BrokerUnavailableError, ConfigError
+from oasis_keda.core import keys
+from oasis_keda.core.config import ScalingConfig, parse_config
+from oasis_keda.core.errors import BrokerUnavailableError, ConfigError
 from scaler.errors import StoredConfigError
 from scaler.singleflight import SingleFlight, settle
 from scaler.strategies import ModelState

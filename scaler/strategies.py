@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from oasis_keda.config import ScalingConfig, ScalingStrategy
+from oasis_keda.core.config import ScalingConfig, ScalingStrategy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -11,15 +11,15 @@ import logging
 import time
 from typing import Any
 
-from oasis_keda import keys
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
-from oasis_keda.store import make_engine, make_session_factory
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.stages import LOSSES, REQUEST_RUN_TASK
+from oasis_keda.core.store import make_engine, make_session_factory
 from task_controller import records
 from task_controller.errors import RequestError
 from task_controller.service import DISPATCH_TASK, Controller
 from worker.app import WorkerContext, make_app, make_context
-from worker.stages import LOSSES, REQUEST_RUN_TASK
 
 logger = logging.getLogger(__name__)
 

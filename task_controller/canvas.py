@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from celery import Celery, chain, chord
 from celery.canvas import Signature
 
+from oasis_keda.core.stages import Job, StageSpec
 from task_controller.records import PlannedSubTask
 from worker.app import broker_priority
-from worker.stages import Job, StageSpec
 
 
 def plan_subtasks(spec: StageSpec, chunks: int) -> list[PlannedSubTask]:

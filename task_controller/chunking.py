@@ -28,7 +28,7 @@ class PlanError(ValueError):
 
 
 class ChunkingSettings(Protocol):
-    """The fields of ``oasis_keda.config.ChunkingConfig`` the planner reads."""
+    """The fields of ``oasis_keda.core.config.ChunkingConfig`` the planner reads."""
 
     @property
     def lookup_strategy(self) -> str: ...

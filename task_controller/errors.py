@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 
 class ControllerError(OasisKedaError):

@@ -3,7 +3,7 @@
 With the Redis transport and ``acks_late``, a message a worker has taken sits in Celery's
 ``unacked`` HASH until acked; if the worker is SIGKILLed, kombu puts it back only after its
 ``visibility_timeout`` (1 h by default). Workers keep a lease per task they hold
-(:mod:`oasis_keda.leases`), so the janitor can tell a dead holder from a live one: it
+(:mod:`oasis_keda.core.leases`), so the janitor can tell a dead holder from a live one: it
 restores a message of a model queue once it has been unacked longer than a grace period
 (covering the moment between the worker's fetch and its first lease write) and no live lease
 names its task id. The check and the move are one Lua script, so a message that a live
@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-from oasis_keda import keys
+from oasis_keda.core import keys
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from oasis_keda import keys
-from oasis_keda.storage import Storage
-from oasis_keda.store import Analysis, StoredFile, SubTask, SubTaskStatus
+from oasis_keda.core import keys
+from oasis_keda.core.stages import SPECS, StageSpec, stage_of_status
+from oasis_keda.core.storage import Storage
+from oasis_keda.core.store import Analysis, StoredFile, SubTask, SubTaskStatus
 from task_controller.errors import AnalysisNotFoundError
 from worker.recording import main_task_field, utcnow
-from worker.stages import SPECS, StageSpec, stage_of_status
 
 STATUS_COUNT_KEYS = ("PENDING", "QUEUED", "STARTED", "COMPLETED", "CANCELLED", "ERROR")
 

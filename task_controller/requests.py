@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 
-from oasis_keda.settings import Settings
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.stages import INPUTS, LOSSES
 from task_controller.service import Controller
-from worker.stages import INPUTS, LOSSES
 
 
 @functools.lru_cache(maxsize=4)

@@ -20,13 +20,14 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda import keys
-from oasis_keda.config import ChunkingConfig, parse_config
-from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.model_dir import ModelDir, ModelDirError, read_model_dir
-from oasis_keda.registry import ModelRecord, Registry
-from oasis_keda.storage import Storage
-from oasis_keda.store import (
+from oasis_keda.core import keys
+from oasis_keda.core.config import ChunkingConfig, parse_config
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.model_dir import ModelDir, ModelDirError, read_model_dir
+from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.stages import INPUTS, LOSSES, Job, StageSpec, spec_for, stage_of_status
+from oasis_keda.core.storage import Storage
+from oasis_keda.core.store import (
     Analysis,
     AnalysisStatus,
     Portfolio,
@@ -46,7 +47,6 @@ from worker.recording import (
     transition,
     utcnow,
 )
-from worker.stages import INPUTS, LOSSES, Job, StageSpec, spec_for, stage_of_status
 
 logger = logging.getLogger(__name__)
 

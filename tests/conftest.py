@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from oasis_keda.embedded_redis import EmbeddedRedis
+from oasis_keda.runtime.embedded_redis import EmbeddedRedis
 
 TEST_DB = 9
 

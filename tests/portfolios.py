@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker import synth
+from oasis_keda.runtime import synth
 
 LOCATION_HEADER = (
     "PortNumber",

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from oasis_keda.settings import Settings
-from oasis_keda.store import Analysis, SubTask
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import Analysis, SubTask
 from task_controller import records
 from task_controller.app import make_controller
 from task_controller.service import Controller

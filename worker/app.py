@@ -16,9 +16,9 @@ from typing import Any
 import redis
 from celery import Celery
 
-from oasis_keda import keys
-from oasis_keda.settings import Settings
-from oasis_keda.storage import Storage
+from oasis_keda.core import keys
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.storage import Storage
 from worker.recording import Recorder
 
 #: Analysis priority 1..10 (10 most urgent) -> kombu priority 0..9 (0 served first).

@@ -8,7 +8,7 @@ worth a bounded retry.
 
 from __future__ import annotations
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 
 class WorkerError(OasisKedaError):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from oasis_keda.model_dir import ModelDir
+from oasis_keda.core.model_dir import ModelDir
 from worker import exposure, keys_order
 from worker.errors import InputError, TransientError
 from worker.run_options import RunOptions, load_run_options

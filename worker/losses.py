@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from oasis_keda.model_dir import ModelDir
+from oasis_keda.core.model_dir import ModelDir
 from worker.errors import InputError, TransientError
 from worker.run_options import load_run_options
 from worker.staging import staging_dir

@@ -20,11 +20,11 @@ import redis
 from sqlalchemy import case, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda import keys
-from oasis_keda.storage import Storage
-from oasis_keda.store import Analysis, StoredFile, SubTask, SubTaskStatus, make_engine
-from oasis_keda.store import make_session_factory as _make_session_factory
-from worker.stages import spec_for
+from oasis_keda.core import keys
+from oasis_keda.core.stages import spec_for
+from oasis_keda.core.storage import Storage
+from oasis_keda.core.store import Analysis, StoredFile, SubTask, SubTaskStatus, make_engine
+from oasis_keda.core.store import make_session_factory as _make_session_factory
 
 logger = logging.getLogger(__name__)
 

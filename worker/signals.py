@@ -27,10 +27,10 @@ from typing import Any
 from celery import signals
 from celery.worker.request import Request
 
-from oasis_keda.k8s.deletion_cost import PodDeletionCost
-from oasis_keda.leases import LeaseKeeper
+from oasis_keda.core.leases import LeaseKeeper
+from oasis_keda.core.stages import TASK_PREFIX
+from worker.deletion_cost import PodDeletionCost
 from worker.recording import Recorder
-from worker.stages import TASK_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Thin Celery tasks: record the sub-task, capture its log, call the stage, apply the retry
 policy. The oasislmf work itself lives in :mod:`worker.lookup` and :mod:`worker.losses`.
 
-Every task of a stage gets the stage's :class:`~worker.stages.Job` and its sub-task id.
+Every task of a stage gets the stage's :class:`~oasis_keda.core.stages.Job` and its sub-task id.
 Steps before the chunks are ``(job, subtask_id)``, chunks ``(job, subtask_id, k)`` (k
 1-based), steps after the chunks ``(previous_result, job, subtask_id)``; results are file
 paths (deterministic, so a re-run chunk reports the same result to the chord).
@@ -29,11 +29,9 @@ from typing import Any, cast
 from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
 
-from oasis_keda import keys
-from oasis_keda.model_dir import ModelDir, read_model_dir
-from worker.errors import InputError, TransientError
-from worker.run_options import RunOptions
-from worker.stages import (
+from oasis_keda.core import keys
+from oasis_keda.core.model_dir import ModelDir, read_model_dir
+from oasis_keda.core.stages import (
     INPUTS,
     INPUTS_SPEC,
     LOSSES_SPEC,
@@ -43,6 +41,8 @@ from worker.stages import (
     Job,
     StageSpec,
 )
+from worker.errors import InputError, TransientError
+from worker.run_options import RunOptions
 
 logger = logging.getLogger(__name__)
 

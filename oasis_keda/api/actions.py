@@ -14,7 +14,7 @@ from typing import Any
 
 from oasis_keda.api.context import ApiContext
 from oasis_keda.api.errors import NotFoundError, ServiceUnavailableError, ValidationFailedError
-from oasis_keda.store import AnalysisStatus
+from oasis_keda.core.store import AnalysisStatus
 
 logger = logging.getLogger(__name__)
 

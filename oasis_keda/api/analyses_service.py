@@ -15,9 +15,9 @@ from oasis_keda.api.context import MAX_ID, ApiContext, check_id
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.serializers import analysis_body
 from oasis_keda.api.validation import body_dict, check_analysis_settings, pk_field, required_str
-from oasis_keda.errors import ModelNotFoundError
-from oasis_keda.storage import UPLOADS
-from oasis_keda.store import Analysis, Portfolio, StoredFile, SubTask
+from oasis_keda.core.errors import ModelNotFoundError
+from oasis_keda.core.storage import UPLOADS
+from oasis_keda.core.store import Analysis, Portfolio, StoredFile, SubTask
 
 SETTINGS_FILENAME = "analysis_settings.json"
 PRIORITY_RANGE = range(1, 11)

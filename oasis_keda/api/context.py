@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from oasis_keda.api.auth import Authenticator, bearer_token, load_or_create_secret
 from oasis_keda.api.errors import NotFoundError
 from oasis_keda.api.settings import ApiSettings
-from oasis_keda.errors import ModelNotFoundError
-from oasis_keda.model_dir import ModelDirError, read_model_dir
-from oasis_keda.registry import ModelRecord, Registry
-from oasis_keda.storage import Storage
-from oasis_keda.store import make_engine, make_session_factory
+from oasis_keda.core.errors import ModelNotFoundError
+from oasis_keda.core.model_dir import ModelDirError, read_model_dir
+from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.storage import Storage
+from oasis_keda.core.store import make_engine, make_session_factory
 
 #: Largest id the records database stores (SQLite and PostgreSQL integers).
 MAX_ID = 2**31 - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 
 class ApiConfigError(OasisKedaError):

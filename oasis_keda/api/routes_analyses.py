@@ -25,9 +25,9 @@ from oasis_keda.api.serializers import (
 )
 from oasis_keda.api.uploads import receive_checked, serve
 from oasis_keda.api.validation import body_dict
-from oasis_keda.config import ChunkingConfig, parse_config, update_config
-from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.store import Analysis, StoredFile
+from oasis_keda.core.config import ChunkingConfig, parse_config, update_config
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.store import Analysis, StoredFile
 
 router = APIRouter(prefix="/v2/analyses", tags=["analyses"], dependencies=[Depends(require_user)])
 

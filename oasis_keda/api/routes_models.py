@@ -20,8 +20,8 @@ from oasis_keda.api.context import ApiContext, base_url, get_ctx, require_user
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.serializers import model_body
 from oasis_keda.api.validation import body_dict, check_model_settings, required_str
-from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.registry import ModelRecord
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.registry import ModelRecord
 
 router = APIRouter(prefix="/v2/models", tags=["models"], dependencies=[Depends(require_user)])
 

@@ -23,7 +23,7 @@ from oasis_keda.api.serializers import (
 )
 from oasis_keda.api.uploads import place, receive_checked, serve
 from oasis_keda.api.validation import body_dict, required_str
-from oasis_keda.store import Portfolio
+from oasis_keda.core.store import Portfolio
 
 router = APIRouter(
     prefix="/v2/portfolios", tags=["portfolios"], dependencies=[Depends(require_user)]

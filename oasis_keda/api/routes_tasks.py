@@ -16,7 +16,7 @@ from oasis_keda.api.context import ApiContext, base_url, check_id, get_ctx, requ
 from oasis_keda.api.errors import NotFoundError
 from oasis_keda.api.files import text_response
 from oasis_keda.api.serializers import SUB_TASK_LOG_FIELDS, sub_task_body
-from oasis_keda.store import SubTask
+from oasis_keda.core.store import SubTask
 
 router = APIRouter(
     prefix="/v2/analysis-task-statuses",

@@ -13,8 +13,15 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
-from oasis_keda.registry import ModelRecord
-from oasis_keda.store import Analysis, AnalysisStatus, Portfolio, StoredFile, SubTask, SubTaskStatus
+from oasis_keda.core.registry import ModelRecord
+from oasis_keda.core.store import (
+    Analysis,
+    AnalysisStatus,
+    Portfolio,
+    StoredFile,
+    SubTask,
+    SubTaskStatus,
+)
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 

@@ -1,7 +1,7 @@
 """Settings of the HTTP API process (``oasis-keda api serve``).
 
 A frozen dataclass built by :meth:`ApiSettings.from_env` from a mapping (tests pass a dict),
-grouping the shared :class:`~oasis_keda.settings.Settings` with what only the API needs:
+grouping the shared :class:`~oasis_keda.core.settings.Settings` with what only the API needs:
 where to listen, who may log in, how long tokens live and how big an upload may be.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from oasis_keda.api.errors import ApiConfigError
-from oasis_keda.settings import ENV_PREFIX, Settings
+from oasis_keda.core.settings import ENV_PREFIX, Settings
 
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "password"

@@ -2,7 +2,7 @@
 
 Shared by the portfolio and analysis routes: the upload is streamed to a temporary name,
 type-checked, renamed into ``uploads/<uuid>/<name>`` (the storage layout of
-:mod:`oasis_keda.storage`), and only then recorded, so a refused or broken upload leaves
+:mod:`oasis_keda.core.storage`), and only then recorded, so a refused or broken upload leaves
 neither a record nor a stray file.
 """
 
@@ -24,8 +24,8 @@ from oasis_keda.api.files import (
     receive_upload,
     text_response,
 )
-from oasis_keda.storage import UPLOADS
-from oasis_keda.store import StoredFile
+from oasis_keda.core.storage import UPLOADS
+from oasis_keda.core.store import StoredFile
 
 FILE_FORMATS = ("csv", "parquet")
 

@@ -65,7 +65,7 @@ class LazyGroup(click.Group):
 )
 def cli(log_level: str) -> None:
     """Autoscaling and chunked execution for Oasis LMF models on KEDA, Celery and Kubernetes."""
-    from oasis_keda.logconfig import configure_logging
+    from oasis_keda.core.logconfig import configure_logging
 
     configure_logging(log_level.upper())
 

@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from oasis_keda.cli import environ
-from oasis_keda.errors import OasisKedaError
-from oasis_keda.settings import Settings
+from oasis_keda.core.errors import OasisKedaError
+from oasis_keda.core.settings import Settings
 
 POLL_S = 0.5
 EXIT_ERROR = 1
@@ -145,8 +145,8 @@ def run(ctx: click.Context, analysis_id: int, wait: bool, timeout: float) -> Non
 def _wait(controller: Any, analysis_id: int, timeout: float) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from oasis_keda.core.stages import stage_of_status
     from task_controller import records
-    from worker.stages import stage_of_status
 
     deadline = time.monotonic() + timeout if timeout > 0 else None
     with Progress(
@@ -267,7 +267,7 @@ def subtasks(ctx: click.Context, analysis_id: int, run_number: int | None, as_js
 @click.pass_context
 def logs(ctx: click.Context, subtask_id: int) -> None:
     """Print a sub-task's output log and error log."""
-    from oasis_keda.store import SubTask
+    from oasis_keda.core.store import SubTask
     from task_controller.errors import SubTaskNotFoundError
 
     controller = _controller(ctx)
@@ -304,7 +304,7 @@ def cancel(ctx: click.Context, analysis_id: int) -> None:
 @click.pass_context
 def outputs(ctx: click.Context, analysis_id: int, out: Path) -> None:
     """Copy the ORD outputs of the analysis's completed run into OUT."""
-    from oasis_keda.store import StoredFile
+    from oasis_keda.core.store import StoredFile
     from task_controller import records
 
     controller = _controller(ctx)

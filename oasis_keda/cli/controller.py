@@ -13,9 +13,9 @@ import socket
 
 import click
 
-from oasis_keda import keys
 from oasis_keda.cli import environ
-from oasis_keda.settings import Settings
+from oasis_keda.core import keys
+from oasis_keda.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def serve(
     lease_ttl_s: float,
 ) -> None:
     """Consume main tasks until SIGTERM."""
-    from oasis_keda.leases import LeaseKeeper
+    from oasis_keda.core.leases import LeaseKeeper
     from task_controller.app import janitor_queues, make_controller, reconcile
     from task_controller.janitor import Janitor
     from worker import signals

@@ -2,7 +2,7 @@
 
 Adding a model to a cluster is one pipe: ``oasis-keda manifests model MODEL_ID |
 kubectl apply -f -`` prints the model's worker Deployment and ScaledObject from its
-registered scaling configuration (see :mod:`oasis_keda.k8s.generate`).
+registered scaling configuration (see :mod:`oasis_keda.kubectl.manifests`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import click
 import redis
 
 from oasis_keda.cli import environ
-from oasis_keda.errors import ModelNotFoundError
-from oasis_keda.k8s.generate import WorkerManifestSettings, model_manifests, to_yaml
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings, safe_url
+from oasis_keda.core.errors import ModelNotFoundError
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings, safe_url
+from oasis_keda.kubectl.manifests import WorkerManifestSettings, model_manifests, to_yaml
 
 _DEFAULTS = WorkerManifestSettings()
 

@@ -43,7 +43,7 @@ def synth(directory: str, locations: int | None, events: int | None, seed: int) 
     from worker.oasis_env import prepare_process
 
     prepare_process()
-    from worker.synth import DEFAULT_EVENTS, DEFAULT_LOCATIONS, write_synthetic_model
+    from oasis_keda.runtime.synth import DEFAULT_EVENTS, DEFAULT_LOCATIONS, write_synthetic_model
 
     written = write_synthetic_model(
         Path(directory),

@@ -16,10 +16,10 @@ import click
 import redis
 
 from oasis_keda.cli import environ
-from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.model_dir import CONFIG_NAME, ModelDirError, read_model_dir
-from oasis_keda.registry import ModelRecord, Registry
-from oasis_keda.settings import Settings
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.model_dir import CONFIG_NAME, ModelDirError, read_model_dir
+from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.settings import Settings
 from worker.run_options import RunOptions, RunOptionsError, effective_options, registered_options
 
 redis_url_option = click.option(

@@ -15,8 +15,8 @@ import click
 
 from oasis_keda.cli import environ
 from oasis_keda.cli.models import redis_url_option
-from oasis_keda.errors import BrokerUnavailableError
-from oasis_keda.settings import Settings
+from oasis_keda.core.errors import BrokerUnavailableError
+from oasis_keda.core.settings import Settings
 
 
 def _row(decision: Any) -> dict[str, Any]:

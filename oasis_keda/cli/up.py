@@ -37,11 +37,11 @@ def up(
     """Run Redis, the scaler, the controller, the API and the autoscaler until Ctrl-C."""
     import dataclasses
 
-    from oasis_keda.embedded_redis import free_port
+    from oasis_keda.core.settings import Settings
     from oasis_keda.runtime.autoscaler import AutoscalerSettings
+    from oasis_keda.runtime.embedded_redis import free_port
     from oasis_keda.runtime.errors import LocalRuntimeError
     from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
-    from oasis_keda.settings import Settings
 
     env = environ()
     try:

@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from oasis_keda.cli import environ
-from oasis_keda.errors import ModelNotFoundError
-from oasis_keda.leases import DEFAULT_TTL_S
-from oasis_keda.settings import Settings
+from oasis_keda.core.errors import ModelNotFoundError
+from oasis_keda.core.leases import DEFAULT_TTL_S
+from oasis_keda.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ def serve(
     """Consume MODEL's queue until SIGTERM (warm shutdown)."""
     from celery import signals as celery_signals
 
-    from oasis_keda.k8s.deletion_cost import PodDeletionCost
-    from oasis_keda.leases import LeaseKeeper
-    from oasis_keda.registry import Registry
+    from oasis_keda.core.leases import LeaseKeeper
+    from oasis_keda.core.registry import Registry
     from worker import signals
     from worker.app import make_app
+    from worker.deletion_cost import PodDeletionCost
 
     settings = Settings.from_env(environ()).replace(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url

@@ -31,15 +31,15 @@ from typing import Any, Self
 import grpc
 import redis
 
-from oasis_keda import keys
-from oasis_keda.k8s.generate import WorkerManifestSettings, resource_name, scaled_object
-from oasis_keda.registry import ModelRecord, Registry
+from oasis_keda.core import keys
+from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.settings import ENV_PREFIX
+from oasis_keda.kubectl.manifests import WorkerManifestSettings, resource_name, scaled_object
 from oasis_keda.runtime import hpa
 from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
 from oasis_keda.runtime.workers import CommandFactory, WorkerPool
-from oasis_keda.settings import ENV_PREFIX
-from scaler._proto import externalscaler_pb2 as pb
-from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

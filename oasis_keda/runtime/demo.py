@@ -37,14 +37,14 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from oasis_keda.registry import Registry
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import Analysis, StoredFile, SubTask
 from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler
 from oasis_keda.runtime.errors import LocalRuntimeError
 from oasis_keda.runtime.plots import plot_timeline, plot_workers, spans_from_records
 from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
 from oasis_keda.runtime.workers import audit_worker_logs
-from oasis_keda.settings import Settings
-from oasis_keda.store import Analysis, StoredFile, SubTask
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def render(autoscaler: LocalAutoscaler | None, rows: list[dict[str, Any]], elaps
 
 def write_model(config: DemoSettings) -> Path:
     """Write the synthetic model under the output directory."""
-    from worker.synth import write_synthetic_model
+    from oasis_keda.runtime.synth import write_synthetic_model
 
     model_dir = config.out_dir / "synth-model"
     write_synthetic_model(model_dir, locations=config.locations, events=config.events, seed=1)
@@ -369,7 +369,7 @@ def summarize(
     *,
     final_workers: int,
 ) -> DemoResult:
-    from oasis_keda.store import make_engine, make_session_factory
+    from oasis_keda.core.store import make_engine, make_session_factory
 
     autoscaler = sup.autoscaler
     assert autoscaler is not None
@@ -489,7 +489,7 @@ def run_demo(
     settings = Settings.from_env(env)
     if not env.get("OASIS_KEDA_STORAGE_DIR"):
         settings = settings.replace(storage_dir=config.out_dir / "storage")
-    from oasis_keda.embedded_redis import free_port
+    from oasis_keda.runtime.embedded_redis import free_port
 
     sup_config = SupervisorSettings(
         settings=settings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 
 class LocalRuntimeError(OasisKedaError):

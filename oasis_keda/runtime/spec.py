@@ -1,6 +1,6 @@
 """The ScaledObject fields the local autoscaler obeys, parsed from a manifest dict.
 
-Pure. The k8s generator (``oasis_keda.k8s.generate.scaled_object``) produces the same
+Pure. The k8s generator (``oasis_keda.kubectl.manifests.scaled_object``) produces the same
 ScaledObject a cluster gets; this module reads from it exactly the fields KEDA and the HPA
 act on (``pollingInterval``, ``cooldownPeriod``, ``initialCooldownPeriod``,
 ``minReplicaCount``, ``maxReplicaCount``, ``idleReplicaCount``,

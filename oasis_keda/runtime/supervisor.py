@@ -32,11 +32,11 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from oasis_keda.embedded_redis import EmbeddedRedis, free_port
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import make_engine
 from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler
+from oasis_keda.runtime.embedded_redis import EmbeddedRedis, free_port
 from oasis_keda.runtime.errors import ProcessStartError
-from oasis_keda.settings import Settings
-from oasis_keda.store import make_engine
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import Analysis, SubTask, make_engine, make_session_factory
 from oasis_keda.runtime.plots import Span, plot_timeline, spans_from_records
-from oasis_keda.settings import Settings
-from oasis_keda.store import Analysis, SubTask, make_engine, make_session_factory
 
 
 class TimelineError(OasisKedaError):

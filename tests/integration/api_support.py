@@ -18,7 +18,7 @@ import requests
 import uvicorn
 
 from oasis_keda.api import ApiSettings, create_app
-from oasis_keda.settings import Settings
+from oasis_keda.core.settings import Settings
 
 USER = "tester"
 PASSWORD = "s3cret-pass"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from oasis_keda.model_dir import ModelDir, read_model_dir
+from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from tests.shared_data import PIWIND
 from worker import lookup, losses
 

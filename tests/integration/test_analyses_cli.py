@@ -18,12 +18,12 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from oasis_keda import keys
 from oasis_keda.cli import cli
-from oasis_keda.registry import Registry
-from oasis_keda.store import Analysis, StoredFile
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.store import Analysis, StoredFile
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests.stack_support import Stack, running_stack
-from worker.synth import write_synthetic_model
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ from oasislmf.utils.exceptions import OasisException
 from oasis_keda.api import ApiSettings
 from oasis_keda.api.auth import SECRET_FILE_NAME
 from oasis_keda.api.errors import ApiConfigError, AuthError
-from oasis_keda.registry import Registry
-from oasis_keda.store import SubTask, make_engine, make_session_factory
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.store import SubTask, make_engine, make_session_factory
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests.integration.api_support import ApiServer, api_server_fixture  # noqa: F401
-from worker.synth import write_synthetic_model
 
 DT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 LOCATION_CSV = (
@@ -278,7 +278,7 @@ def test_an_oversized_upload_is_refused(redis_url: str, tmp_path: Path) -> None:
 def test_analysis_creation_refusals_and_settings(
     api_server: ApiServer, registry: Registry, synth_dir: Path
 ) -> None:
-    from worker.synth import analysis_settings
+    from oasis_keda.runtime.synth import analysis_settings
 
     registry.register(
         "synth",

@@ -31,10 +31,10 @@ import requests
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
-from oasis_keda.model_dir import read_model_dir
+from oasis_keda.core.model_dir import read_model_dir
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
+from oasis_keda.runtime.synth import analysis_settings, write_synthetic_model
 from tests.integration.api_support import ApiServer, api_settings, start_server
-from worker.stages import INPUTS_SPEC, LOSSES_SPEC
-from worker.synth import analysis_settings, write_synthetic_model
 
 # The workers' oasislmf stages come from another helper's modules: skip until they exist.
 pytest.importorskip("worker.lookup")

@@ -21,10 +21,10 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from oasis_keda.registry import Registry
-from oasis_keda.store import SubTask, make_engine, make_session_factory
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.store import SubTask, make_engine, make_session_factory
+from oasis_keda.runtime.synth import analysis_settings, write_synthetic_model
 from tests.integration.api_support import ApiServer, api_server_fixture  # noqa: F401
-from worker.synth import analysis_settings, write_synthetic_model
 
 EXAMPLES_PER_OPERATION = 6
 LOCATION_CSV = (

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oasis_keda.model_dir import ModelDir
+from oasis_keda.core.model_dir import ModelDir
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests.integration import oasis_support as sup
 from worker import exposure, keys_order, lookup, losses
 from worker.errors import InputError
 from worker.oasis_env import prepare_process
-from worker.synth import write_synthetic_model
 
 
 @pytest.fixture(scope="module")

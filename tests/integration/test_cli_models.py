@@ -18,10 +18,10 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from oasis_keda import keys
 from oasis_keda.cli import cli
+from oasis_keda.core import keys
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests.shared_data import PIWIND
-from worker.synth import write_synthetic_model
 
 Invoke = Callable[..., Result]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.registry import Registry
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.stages import NOOP_SPEC
 from task_controller.errors import StatusError
 from tests.stack_support import Stack, running_stack, wait_for
-from worker.stages import NOOP_SPEC
 
 MODEL = "noop-model"
 

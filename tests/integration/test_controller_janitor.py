@@ -15,11 +15,11 @@ from pathlib import Path
 
 import redis
 
-from oasis_keda import keys
-from oasis_keda.leases import LeaseKeeper
-from oasis_keda.registry import Registry
-from oasis_keda.settings import Settings
-from oasis_keda.store import Analysis, Portfolio
+from oasis_keda.core import keys
+from oasis_keda.core.leases import LeaseKeeper
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import Analysis, Portfolio
 from task_controller import records
 from task_controller.app import janitor_queues, make_controller, reconcile
 from task_controller.janitor import UNACKED, UNACKED_INDEX, Janitor

@@ -1,4 +1,4 @@
-"""The official Kubernetes client, as ``oasis_keda.k8s.cluster`` sets it up from kubeconfig,
+"""The official Kubernetes client, as ``oasis_keda.core.kube`` sets it up from kubeconfig,
 against a fake API server over real HTTPS.
 
 Covers: the current context (or a named one) picks server, user and namespace; CA from a
@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from oasis_keda.k8s.cluster import KubeClient, from_kubeconfig
-from oasis_keda.k8s.errors import KubeApiError, KubeConfigError
+from oasis_keda.core.kube import KubeClient, from_kubeconfig
+from oasis_keda.core.kube_errors import KubeApiError, KubeConfigError
 from tests.k8s_support import FakeKubeAPI, connect_proxy, fake_kube_api, tls_files
 
 NS = "oasis"

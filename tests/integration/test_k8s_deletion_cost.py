@@ -22,14 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oasis_keda.k8s.cluster import from_kubeconfig
-from oasis_keda.k8s.deletion_cost import (
-    ANNOTATION,
-    BUSY_COST,
-    IDLE_COST,
-    PATCH_TIMEOUT_S,
-    PodDeletionCost,
-)
+from oasis_keda.core.kube import from_kubeconfig
 from tests.k8s_support import (
     FakeKubeAPI,
     allowed,
@@ -38,6 +31,13 @@ from tests.k8s_support import (
     role_rules,
     tls_files,
     used,
+)
+from worker.deletion_cost import (
+    ANNOTATION,
+    BUSY_COST,
+    IDLE_COST,
+    PATCH_TIMEOUT_S,
+    PodDeletionCost,
 )
 
 NS = "oasis"
@@ -137,7 +137,7 @@ def test_running_tasks_are_counted_across_processes(
     api, env, sa = cluster
     script = (
         "import sys; from pathlib import Path;"
-        "from oasis_keda.k8s.deletion_cost import PodDeletionCost;"
+        "from worker.deletion_cost import PodDeletionCost;"
         "m = PodDeletionCost.from_env(dict(arg.split('=', 1) for arg in sys.argv[3:]),"
         " service_account_dir=Path(sys.argv[2]), state_dir=Path(sys.argv[1]));"
         "assert m.enabled; getattr(m, sys.stdin.read())()"
@@ -189,13 +189,13 @@ def test_api_errors_never_reach_the_worker(
     api, env, sa = cluster
     marker = _marker(env, sa, tmp_path)
     api.tokens = {"someone-else"}  # 401 from now on
-    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+    with caplog.at_level(logging.WARNING, logger="worker.deletion_cost"):
         marker.busy()
     assert "could not update pod deletion cost" in caplog.text
     assert "401" in caplog.text
     api.stop()  # connection refused from now on
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+    with caplog.at_level(logging.WARNING, logger="worker.deletion_cost"):
         marker.idle()
         marker.busy()
     assert "Unreachable" in caplog.text
@@ -210,7 +210,7 @@ def test_a_slow_api_server_costs_a_patch_at_most_its_timeout(
     marker = _marker(env, sa, tmp_path)
     api.delay_s = 3 * PATCH_TIMEOUT_S
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+    with caplog.at_level(logging.WARNING, logger="worker.deletion_cost"):
         marker.busy()
     assert time.monotonic() - started < PATCH_TIMEOUT_S + 1.5
     assert "could not update pod deletion cost" in caplog.text
@@ -224,7 +224,7 @@ def test_a_service_account_without_its_ca_is_off_with_a_warning(
 ) -> None:
     api, env, sa = cluster
     (sa / "ca.crt").unlink()
-    with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+    with caplog.at_level(logging.WARNING, logger="worker.deletion_cost"):
         marker = _marker(env, sa, tmp_path)
     assert not marker.enabled
     assert f"pod deletion cost off: service account {sa} has no ca.crt" in caplog.text
@@ -249,7 +249,7 @@ def test_a_pod_that_is_gone_is_logged_not_raised(
         )
         client = from_kubeconfig({"KUBECONFIG": str(kubeconfig)}, namespace=NS)
         marker = PodDeletionCost(client, pod_name="vanished", state_dir=tmp_path)
-        with caplog.at_level(logging.WARNING, logger="oasis_keda.k8s.deletion_cost"):
+        with caplog.at_level(logging.WARNING, logger="worker.deletion_cost"):
             marker.busy()
         assert [r.name for r in api.requests] == ["vanished"]
     assert "Kubernetes API error 404 NotFound: patch pod oasis/vanished" in caplog.text

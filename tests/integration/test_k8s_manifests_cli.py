@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
-from oasis_keda.registry import Registry
+from oasis_keda.core.registry import Registry
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from _keda_schema import keda_validator

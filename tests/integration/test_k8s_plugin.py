@@ -29,9 +29,9 @@ import redis
 import yaml
 from click.testing import CliRunner
 
-from oasis_keda.k8s.generate import WorkerManifestSettings, model_manifests
-from oasis_keda.k8s.plugin import cli
-from oasis_keda.registry import Registry
+from oasis_keda.core.registry import Registry
+from oasis_keda.kubectl.manifests import WorkerManifestSettings, model_manifests
+from oasis_keda.kubectl.plugin import cli
 from scaler.server import ScalerServer
 from scaler.settings import ScalerSettings
 from tests.k8s_support import FakeKubeAPI, allowed, fake_kube_api, granted, role_rules, used
@@ -90,7 +90,7 @@ def _deploy(
     if registered:
         record = Registry(client).get(model_id)
     else:
-        from oasis_keda.registry import ModelRecord
+        from oasis_keda.core.registry import ModelRecord
 
         record = ModelRecord(
             model_id=model_id,

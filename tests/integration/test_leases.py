@@ -1,4 +1,4 @@
-"""Task and busy leases (oasis_keda.leases) against a real Redis.
+"""Task and busy leases (oasis_keda.core.leases) against a real Redis.
 
 Covers: reserved/started/done bookkeeping per node; busy while any task runs; stop()
 deletes the node's leases; leases of a live process stay counted across several TTLs
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.embedded_redis import EmbeddedRedis
-from oasis_keda.leases import LeaseKeeper
+from oasis_keda.core import keys
+from oasis_keda.core.leases import LeaseKeeper
+from oasis_keda.runtime.embedded_redis import EmbeddedRedis
 
 QUEUE = "oasis-keda.model.lease-test"
 TASKS = keys.leases_tasks(QUEUE)
@@ -87,7 +87,7 @@ def test_bad_arguments_refused(redis_client: redis.Redis) -> None:
 
 WORKER = """
 import sys, time, redis
-from oasis_keda.leases import LeaseKeeper
+from oasis_keda.core.leases import LeaseKeeper
 keeper = LeaseKeeper(redis.Redis.from_url(sys.argv[1]), queue=sys.argv[2], node="victim",
                      ttl_s=float(sys.argv[3]))
 keeper.start()
@@ -172,7 +172,7 @@ def test_concurrent_calls_leave_a_consistent_state(redis_client: redis.Redis) ->
 async def test_scaler_reader_counts_live_and_trims_expired(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    from oasis_keda.registry import Registry
+    from oasis_keda.core.registry import Registry
     from scaler.state import StateReader, make_client
 
     queue = Registry(redis_client).register("m", queue=QUEUE).queue

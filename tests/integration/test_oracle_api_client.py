@@ -31,11 +31,11 @@ from click.testing import CliRunner
 
 from oasis_keda.api import ApiSettings
 from oasis_keda.cli import cli
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
 from tests.integration.api_support import PASSWORD, USER, ApiServer, start_server
 from tests.oracle import assert_outputs_equal, oracle_run
 from tests.shared_data import PIWIND
 from tests.stack_support import Stack, running_stack
-from worker.stages import INPUTS_SPEC, LOSSES_SPEC
 
 pytestmark = [
     pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present"),

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from oasis_keda.model_dir import ModelDir, read_model_dir
+from oasis_keda.core.model_dir import ModelDir, read_model_dir
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests import oracle
 from tests.integration import oasis_support as sup
 from tests.portfolios import layered_portfolio
@@ -31,7 +32,6 @@ from worker import losses
 from worker.errors import TransientError
 from worker.oasis_env import prepare_process
 from worker.pipeline import PIPELINE_ENV
-from worker.synth import write_synthetic_model
 
 pytestmark = pytest.mark.timeout(1800)  # a cold numba cache compiles for minutes
 

@@ -38,13 +38,13 @@ from typing import Any
 
 import pytest
 
-from oasis_keda.registry import Registry
-from oasis_keda.store import StoredFile
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
+from oasis_keda.core.store import StoredFile
+from oasis_keda.runtime.synth import analysis_settings, write_synthetic_model
 from tests import oracle
 from tests.stack_support import Stack, running_stack
 from worker.oasis_env import prepare_process
-from worker.stages import INPUTS_SPEC, LOSSES_SPEC
-from worker.synth import analysis_settings, write_synthetic_model
 
 #: Five analyses and three oracle runs of a small model; a cold numba cache adds minutes.
 pytestmark = pytest.mark.timeout(1800)

@@ -1,4 +1,4 @@
-"""The model registry in Redis (oasis_keda.registry).
+"""The model registry in Redis (oasis_keda.core.registry).
 
 Covers: register with a derived or explicit queue (any id characters, including '-'),
 re-register keeps configurations; get/get_by_pk/list; partial scaling and chunking
@@ -14,9 +14,9 @@ import threading
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.errors import ConfigError, ModelNotFoundError
-from oasis_keda.registry import Registry
+from oasis_keda.core import keys
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.registry import Registry
 
 
 def test_register_derives_queue_and_keeps_configs(redis_client: redis.Redis) -> None:

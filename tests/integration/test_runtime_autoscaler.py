@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.registry import Registry
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
 from oasis_keda.runtime.autoscaler import (
     AutoscalerSettings,
     LocalAutoscaler,

@@ -20,12 +20,12 @@ import redis
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
-from oasis_keda.registry import Registry
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import Settings
+from oasis_keda.core.store import Analysis, SubTask, make_engine, make_session_factory
 from oasis_keda.runtime.autoscaler import AutoscalerSettings
 from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
 from oasis_keda.runtime.workers import audit_worker_logs
-from oasis_keda.settings import Settings
-from oasis_keda.store import Analysis, SubTask, make_engine, make_session_factory
 
 MODEL = "noop-model"
 CHUNKS = 8

@@ -19,8 +19,8 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from oasis_keda.embedded_redis import EmbeddedRedis
-from scaler._proto import externalscaler_pb2 as pb
+from oasis_keda.runtime.embedded_redis import EmbeddedRedis
+from scaler.proto import externalscaler_pb2 as pb
 from tests.scaler_support import desired, ref, register, running_scaler, scaler_stub
 
 DEADLINE_S = 2.0

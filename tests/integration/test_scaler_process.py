@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from oasis_keda.embedded_redis import free_port
+from oasis_keda.runtime.embedded_redis import free_port
 from tests.scaler_support import desired, register, scaler_stub, wait_serving
 
 EXE = str(Path(sys.executable).parent / "oasis-keda")

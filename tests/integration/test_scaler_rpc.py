@@ -15,10 +15,10 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from oasis_keda import keys
-from oasis_keda.leases import LeaseKeeper
-from oasis_keda.registry import Registry
-from scaler._proto import externalscaler_pb2 as pb
+from oasis_keda.core import keys
+from oasis_keda.core.leases import LeaseKeeper
+from oasis_keda.core.registry import Registry
+from scaler.proto import externalscaler_pb2 as pb
 from tests.scaler_support import (
     celery_producer,
     desired,

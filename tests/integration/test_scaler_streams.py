@@ -17,9 +17,9 @@ import grpc
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.embedded_redis import EmbeddedRedis
-from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from oasis_keda.core import keys
+from oasis_keda.runtime.embedded_redis import EmbeddedRedis
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.state import CLIENT_NAME
 from tests.scaler_support import ref, register, running_scaler, scaler_stub
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
-from oasis_keda.model_dir import read_model_dir
+from oasis_keda.core.model_dir import read_model_dir
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests.integration.oasis_support import tree
-from worker.synth import write_synthetic_model
 
 
 def test_same_arguments_write_same_bytes(tmp_path: Path) -> None:

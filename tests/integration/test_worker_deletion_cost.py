@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from oasis_keda.k8s.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST
-from oasis_keda.registry import Registry
+from oasis_keda.core.registry import Registry
 from tests.k8s_support import FakeKubeAPI, allowed, fake_kube_api, role_rules, tls_files
 from tests.stack_support import Stack, running_stack, wait_for
+from worker.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST
 
 MODEL = "noop-model"
 NS = "oasis"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from oasis_keda import keys
-from oasis_keda.registry import Registry
+from oasis_keda.core import keys
+from oasis_keda.core.registry import Registry
 from tests.stack_support import LEASE_TTL_S, Stack, running_stack, wait_for
 
 MODEL = "noop-model"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from oasis_keda.registry import Registry
-from oasis_keda.store import StoredFile
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
+from oasis_keda.core.store import StoredFile
+from oasis_keda.runtime.synth import write_synthetic_model
 from tests import oracle
 from tests.stack_support import Stack, running_stack, wait_for
-from worker.stages import INPUTS_SPEC, LOSSES_SPEC
-from worker.synth import write_synthetic_model
 
 pytest.importorskip("worker.lookup")
 pytest.importorskip("worker.losses")

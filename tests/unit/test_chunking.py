@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from oasis_keda.config import ChunkingConfig
+from oasis_keda.core.config import ChunkingConfig
 from task_controller.chunking import PlanError, plan_lookup, plan_losses
 
 

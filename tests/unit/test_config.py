@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oasis_keda.config import (
+from oasis_keda.core.config import (
     ChunkingConfig,
     ChunkingStrategy,
     ScalingConfig,
@@ -19,7 +19,7 @@ from oasis_keda.config import (
     parse_config,
     update_config,
 )
-from oasis_keda.errors import ConfigError
+from oasis_keda.core.errors import ConfigError
 
 
 def test_scaling_defaults() -> None:

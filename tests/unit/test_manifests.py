@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _keda_schema import keda_validator
 from _kustomize import build, kustomization_dirs
 
-from oasis_keda.k8s.generate import (
+from oasis_keda.kubectl.manifests import (
     WorkerManifestSettings,
     builtin_record,
     model_manifests,
@@ -278,7 +278,7 @@ def test_worker_role_allows_exactly_patch_on_pods(built: list[Obj]) -> None:
 def test_builtin_model_manifests_match_the_generator() -> None:
     expected = to_yaml(model_manifests(builtin_record(), WorkerManifestSettings()))
     assert (MANIFESTS / "base/models/synth.yaml").read_text() == expected, (
-        "regenerate: python -m oasis_keda.k8s.generate > manifests/base/models/synth.yaml"
+        "regenerate: python -m oasis_keda.kubectl.manifests > manifests/base/models/synth.yaml"
     )
 
 

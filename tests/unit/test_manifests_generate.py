@@ -1,4 +1,4 @@
-"""The per-model manifest generator (oasis_keda.k8s.generate), pure.
+"""The per-model manifest generator (oasis_keda.kubectl.manifests), pure.
 
 Covers: ScaledObject shape per DESIGN.md section 4 (external-push, scalerAddress, model
 metadata, AverageValue, min/max from the scaling configuration, pollingInterval,
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _keda_schema import keda_validator
 
-from oasis_keda.config import ScalingConfig
-from oasis_keda.k8s.generate import (
+from oasis_keda.core.config import ScalingConfig
+from oasis_keda.core.registry import ModelRecord
+from oasis_keda.kubectl.manifests import (
     WorkerManifestSettings,
     model_manifests,
     replica_bounds,
@@ -33,7 +34,6 @@ from oasis_keda.k8s.generate import (
     to_yaml,
     worker_deployment,
 )
-from oasis_keda.registry import ModelRecord
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from oasis_keda.config import ScalingConfig
-from oasis_keda.registry import ModelRecord
+from oasis_keda.core.config import ScalingConfig
+from oasis_keda.core.registry import ModelRecord
 from oasis_keda.runtime.autoscaler import AutoscalerSettings, model_scaled_object, scaler_ref
 from oasis_keda.runtime.spec import parse_scaled_object
 

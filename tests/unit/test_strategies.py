@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from oasis_keda.config import ScalingConfig, ScalingStrategy
+from oasis_keda.core.config import ScalingConfig, ScalingStrategy
 from scaler.strategies import ModelState, desired_workers, formula_workers
 
 FIXED = ScalingStrategy.FIXED_WORKERS

@@ -71,7 +71,7 @@ from kubernetes.config import load_kube_config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from oasis_keda.k8s.errors import KubeApiError, KubeConfigError
+from oasis_keda.core.kube_errors import KubeApiError, KubeConfigError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_TIMEOUT_S = 5.0

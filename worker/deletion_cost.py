@@ -8,7 +8,7 @@ leaves running chunks alone instead of killing a pod in the middle of a chunk.
 The Celery pool runs tasks in several processes of one pod, so the number of running
 tasks is counted in a small file under an exclusive lock; only the 0 -> 1 and 1 -> 0
 transitions patch the pod (a JSON merge patch through the official ``kubernetes`` client
-and the pod's service account, see :mod:`oasis_keda.k8s.cluster`). Outside a cluster (no
+and the pod's service account, see :mod:`oasis_keda.core.kube`). Outside a cluster (no
 service account, no pod name) this is off, every call is a no-op and the ``kubernetes``
 package is not even imported. Nothing here ever raises into the worker: an API error is
 logged and the task goes on.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from oasis_keda.k8s.cluster import KubeClient
+    from oasis_keda.core.kube import KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class PodDeletionCost:
             logger.debug("pod deletion cost off: not in a cluster or no OASIS_KEDA_POD_NAME")
             return cls(None, **kwargs)  # type: ignore[arg-type]
         # In a pod only: the client library takes a while to import.
-        from oasis_keda.k8s.cluster import SERVICE_ACCOUNT_DIR, in_cluster
-        from oasis_keda.k8s.errors import KubeConfigError
+        from oasis_keda.core.kube import SERVICE_ACCOUNT_DIR, in_cluster
+        from oasis_keda.core.kube_errors import KubeConfigError
 
         if service_account_dir is None:
             raw_dir = env.get("OASIS_KEDA_SERVICE_ACCOUNT_DIR", "")

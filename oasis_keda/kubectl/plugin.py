@@ -3,7 +3,7 @@
 kubectl runs any ``kubectl-<name>`` on PATH as ``kubectl <name>``. Like every plugin this
 one talks to the cluster of the current kubeconfig context (``--context``, ``--kubeconfig``
 and ``-n`` as in kubectl), through the official ``kubernetes`` client
-(:mod:`oasis_keda.k8s.cluster`), so exec credential plugins, oidc, client certificates,
+(:mod:`oasis_keda.core.kube`), so exec credential plugins, oidc, client certificates,
 ``tls-server-name`` and ``HTTPS_PROXY`` work as they do for kubectl. The registry and queue state live in Redis and the desired
 worker counts come from the scaler; both are reached through addresses the operator gives
 (typically after ``kubectl port-forward``), because neither speaks HTTP/1.1 for the API
@@ -25,21 +25,21 @@ from typing import Any
 import click
 import redis
 
-from oasis_keda.config import ScalingConfig
-from oasis_keda.errors import ConfigError, ModelNotFoundError, OasisKedaError
-from oasis_keda.k8s.cluster import KubeClient, from_kubeconfig
-from oasis_keda.k8s.errors import KubeApiError, KubeError
-from oasis_keda.k8s.generate import replica_bounds, resource_name
-from oasis_keda.k8s.scaler_probe import ScalerEndpoint, ScalerReading, read_desired
-from oasis_keda.k8s.status import (
+from oasis_keda.core.config import ScalingConfig
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError, OasisKedaError
+from oasis_keda.core.kube import KubeClient, from_kubeconfig
+from oasis_keda.core.kube_errors import KubeApiError, KubeError
+from oasis_keda.core.registry import Registry
+from oasis_keda.core.settings import safe_url
+from oasis_keda.kubectl.manifests import replica_bounds, resource_name
+from oasis_keda.kubectl.scaler_probe import ScalerEndpoint, ScalerReading, read_desired
+from oasis_keda.kubectl.status import (
     build_rows,
     model_id_of,
     render_json,
     render_table,
     trigger_metadata,
 )
-from oasis_keda.registry import Registry
-from oasis_keda.settings import safe_url
 from scaler.errors import ScalerError
 from scaler.state import Snapshot, StateReader, make_client
 from scaler.strategies import ModelState

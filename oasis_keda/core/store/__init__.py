@@ -6,8 +6,8 @@ one. Models (and their configurations) live in the Redis registry, which the sca
 records here refer to a model by its registry id.
 """
 
-from oasis_keda.store.db import make_engine, make_session_factory
-from oasis_keda.store.models import (
+from oasis_keda.core.store.db import make_engine, make_session_factory
+from oasis_keda.core.store.models import (
     Analysis,
     AnalysisStatus,
     Base,

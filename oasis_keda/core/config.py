@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from oasis_keda.errors import ConfigError
+from oasis_keda.core.errors import ConfigError
 
 
 class ScalingStrategy(StrEnum):

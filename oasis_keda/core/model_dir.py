@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 CONFIG_NAME = "oasislmf.json"
 

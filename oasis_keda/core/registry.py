@@ -17,9 +17,9 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from oasis_keda import keys
-from oasis_keda.config import ChunkingConfig, ScalingConfig, _Config, update_config
-from oasis_keda.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core import keys
+from oasis_keda.core.config import ChunkingConfig, ScalingConfig, _Config, update_config
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 
 MODELS_PK_INDEX = f"{keys.MODELS}:pk"
 MODELS_NEXT_PK = f"{keys.MODELS}:next-pk"

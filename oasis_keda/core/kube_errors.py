@@ -6,7 +6,7 @@ them into one clear line for the operator.
 
 from __future__ import annotations
 
-from oasis_keda.errors import OasisKedaError
+from oasis_keda.core.errors import OasisKedaError
 
 
 class KubeError(OasisKedaError):

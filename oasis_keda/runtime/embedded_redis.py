@@ -1,7 +1,7 @@
 """An embedded Redis server for one machine: tests, benchmarks and ``oasis-keda up``.
 
 Runs Debian's ``redis-server`` binary on a free loopback port with persistence off and a
-private working directory, and stops it on exit. ``python -m oasis_keda.embedded_redis --
+private working directory, and stops it on exit. ``python -m oasis_keda.runtime.embedded_redis --
 CMD ...`` runs CMD with ``OASIS_KEDA_REDIS_URL`` pointing at such a server, unless that
 variable is already set, in which case CMD runs against the named server.
 """
@@ -145,7 +145,9 @@ def main(argv: Sequence[str]) -> int:
     if args and args[0] == "--":
         args = args[1:]
     if not args:
-        print("usage: python -m oasis_keda.embedded_redis -- CMD [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m oasis_keda.runtime.embedded_redis -- CMD [ARGS...]", file=sys.stderr
+        )
         return 2
     with redis_url_or_embedded(os.environ.get("OASIS_KEDA_REDIS_URL")) as url:
         env = {**os.environ, "OASIS_KEDA_REDIS_URL": url}

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from oasis_keda.model_dir import ModelDir, read_model_dir
+from oasis_keda.core.model_dir import ModelDir, read_model_dir
 
 DEFAULT_LOCATIONS = 40
 DEFAULT_EVENTS = 60

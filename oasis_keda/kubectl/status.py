@@ -14,9 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oasis_keda.config import ScalingConfig
-from oasis_keda.k8s.generate import MODEL_ANNOTATION
-from oasis_keda.k8s.scaler_probe import ScalerReading
+from oasis_keda.core.config import ScalingConfig
+from oasis_keda.kubectl.manifests import MODEL_ANNOTATION
+from oasis_keda.kubectl.scaler_probe import ScalerReading
 from scaler.strategies import ModelState, desired_workers
 
 Json = dict[str, Any]

@@ -1,6 +1,6 @@
 """Manifests for one model: its worker Deployment and its KEDA ScaledObject.
 
-Pure: a :class:`~oasis_keda.registry.ModelRecord` and :class:`WorkerManifestSettings` in,
+Pure: a :class:`~oasis_keda.core.registry.ModelRecord` and :class:`WorkerManifestSettings` in,
 plain dicts out (ready for ``yaml.safe_dump``), so that the committed base manifests, the
 ``oasis-keda manifests model`` command and the tests all come from one place. The shapes
 follow DESIGN.md section 4: KEDA does 0 <-> 1 through ``external-push`` activation, the HPA
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from oasis_keda.config import ScalingConfig, ScalingStrategy
-from oasis_keda.registry import ModelRecord
+from oasis_keda.core.config import ScalingConfig, ScalingStrategy
+from oasis_keda.core.registry import ModelRecord
 
 PART_OF = "oasis-keda"
 WORKER_COMPONENT = "worker"

@@ -2,7 +2,7 @@
 
 Celery's ``unacked`` hash is shared by every queue and cannot tell a reserved task from a
 running one, and a counter kept by the worker is left wrong by a SIGKILL. Instead each
-worker process keeps *leases* in two sorted sets per queue (see :mod:`oasis_keda.keys`):
+worker process keeps *leases* in two sorted sets per queue (see :mod:`oasis_keda.core.keys`):
 
 * ``leases_tasks(queue)``: member ``<node>|<task_id>`` per sub-task reserved or running;
 * ``leases_busy(queue)``: member ``<node>`` while the node runs a task.
@@ -20,7 +20,7 @@ import threading
 
 import redis
 
-from oasis_keda import keys
+from oasis_keda.core import keys
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.store.models import Base
+from oasis_keda.core.store.models import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
