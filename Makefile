@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # or an embedded one started on a free port and stopped afterwards.
 WITH_REDIS := $(PY) -m oasis_keda.runtime.embedded_redis --
 
-.PHONY: all install redis-server format lint mypy proto test test-slow bench demo clean
+.PHONY: all install redis-server format lint mypy layers proto test test-slow bench demo clean
 
 all: lint mypy test
 
@@ -37,6 +37,10 @@ lint: $(STAMP)
 mypy: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The import layers of docs/ARCHITECTURE.md (contracts in pyproject.toml).
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports
+
 # Regenerates the committed gRPC code and its type stubs from protos/.
 proto: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
@@ -45,7 +49,7 @@ proto: $(STAMP)
 	sed -i 's/^import externalscaler_pb2/from . import externalscaler_pb2/' \
 	  scaler/proto/externalscaler_pb2_grpc.py scaler/proto/externalscaler_pb2_grpc.pyi
 
-test: install lint mypy
+test: install lint mypy layers
 	$(WITH_REDIS) $(PY) -m pytest -q
 
 test-slow: install
