@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 BUSY_COST = 10000
 IDLE_COST = -100
 #: API call budget: a slow API server must not hold up a task for long.
@@ -141,6 +140,10 @@ class PodDeletionCost:
 
     def _patch(self, cost: int) -> None:
         assert self._client is not None
-        patch = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
+        # Imported here: core.kube loads the kubernetes package, which a worker outside a
+        # cluster never needs (here it is loaded already: the client came from it).
+        from oasis_keda.core.kube import DELETION_COST_ANNOTATION
+
+        patch = {"metadata": {"annotations": {DELETION_COST_ANNOTATION: str(cost)}}}
         self._client.patch_pod(self.namespace, self.pod_name, patch)
         logger.info("pod %s deletion cost set to %d", self.pod_name, cost)

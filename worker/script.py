@@ -1,20 +1,17 @@
 """Run an oasislmf chunk script's commands in this process instead of with bash.
 
-oasislmf's ``create_bash_analysis`` writes a script of background jobs joined by FIFOs::
+Every tool of the script (see :mod:`worker.script_plan` for its shapes) is a Python
+console script whose ``main()`` reads ``sys.stdin`` and writes ``sys.stdout`` or named
+files. We run the jobs in data-flow order (a job runs once every FIFO it reads has been
+written in full), with regular files at the FIFO paths, calling each tool's ``main()``
+with ``sys.argv``/``stdin``/``stdout`` set. Each tool sees the same bytes as under bash,
+so outputs are identical; what goes is a process start-up per tool.
 
-    ( eltpy -E bin -s work/kat/il_S1_elt_sample_P2 < fifo/il_S1_selt_ord_P2 ) 2>> log & pid1=$!
-    tee < fifo/il_S1_summary_P2 fifo/il_S1_selt_ord_P2 2.work/il_S1_summaryleccalc/P2.bin ...
-    ( summarypy -t il -1 fifo/il_S1_summary_P2 < fifo/il_P2 ) 2>> log &
-    ( ( evepy 2 2 | gulmc ... | tee fifo/gul_P2 | fmpy -a2 > fifo/il_P2 ) 2>> log ) & pid9=$!
-
-Every tool is a Python console script whose ``main()`` reads ``sys.stdin`` and writes
-``sys.stdout`` or named files. We run the jobs in data-flow order (a job runs once every
-FIFO it reads has been written in full), with regular files at the FIFO paths, calling
-each tool's ``main()`` with ``sys.argv``/``stdin``/``stdout`` set. Each tool sees the same
-bytes as under bash, so outputs are identical; what goes is a process start-up per tool.
-
-The parser accepts only the shapes above. A line it does not know makes the whole chunk
-fall back to bash (:class:`Unsupported`), which is always correct, only slower.
+This module owns running a plan: the tools' entry points, ``tee``, the tools' environment
+and the process-wide state they touch (logging configuration, fsspec's filesystem
+caches), and the stand-ins for oasislmf's ``run_analysis``/``run_outputs`` that
+:mod:`worker.pipeline` hands to oasislmf. A script the parser does not accept runs with
+bash, as oasislmf would run it.
 """
 
 from __future__ import annotations
@@ -23,225 +20,26 @@ import copy
 import io
 import logging
 import os
-import re
-import shlex
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from worker.script_plan import Job, Plan, Unsupported, parse
+
 logger = logging.getLogger(__name__)
 
-# tools that only read stdin and write stdout or files named in their arguments
-PY_TOOLS = frozenset(
-    {"evepy", "gulmc", "gulpy", "fmpy", "summarypy", "eltpy", "pltpy", "katpy", "aalpy", "lecpy"}
-)
-_STDERR_REDIRECT = re.compile(r"\s2>>?\s*\S+")
-_JOB_SUFFIX = re.compile(r"\s*&\s*(\w*pid\d+=\$!)?\s*$")
-_FIND_OUTPUT = (
-    "find output -type f -not -name '*summary-info*' -not -name '*.json' -exec rm -R -f {} +"
-)
-
-
-class Unsupported(Exception):
-    """The script holds something this interpreter does not run: use bash."""
-
-
-@dataclass
-class Command:
-    argv: list[str]
-    stdin: str | None = None
-    stdout: str | None = None
-
-
-@dataclass
-class Job:
-    commands: list[Command]
-    reads: set[str] = field(default_factory=set)  # FIFOs
-    writes: set[str] = field(default_factory=set)  # FIFOs
-
-
-@dataclass
-class Plan:
-    env: dict[str, str] = field(default_factory=dict)
-    # in script order: set-up actions, and groups of jobs that end at an ``exec_wait``
-    steps: list[Callable[[], None] | list[Job]] = field(default_factory=list)
-    fifos: list[str] = field(default_factory=list)
-
-    @property
-    def jobs(self) -> list[Job]:
-        return [job for step in self.steps if isinstance(step, list) for job in step]
-
-
-def _logical_lines(text: str) -> Iterator[str]:
-    buf = ""
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        yield (buf + line).strip()
-        buf = ""
-
-
-def _commands(line: str) -> list[Command]:
-    body = _JOB_SUFFIX.sub("", line)
-    body = _STDERR_REDIRECT.sub(" ", " " + body)
-    lexer = shlex.shlex(body, posix=True, punctuation_chars="|<>()")
-    lexer.whitespace_split = True
-    tokens = [t for t in lexer if t not in ("(", ")")]
-    commands: list[Command] = []
-    current = Command(argv=[])
-    it = iter(tokens)
-    for tok in it:
-        if tok == "|":
-            commands.append(current)
-            current = Command(argv=[])
-        elif tok == "<":
-            current.stdin = next(it)
-        elif tok == ">":
-            current.stdout = next(it)
-        elif tok in (">>", "<<", "||", "|&"):
-            raise Unsupported(f"redirect {tok!r} in: {line}")
-        else:
-            current.argv.append(tok)
-    commands.append(current)
-    return commands
-
-
-def _parse_job(line: str, fifos: set[str]) -> Job:
-    commands = _commands(line)
-    job = Job(commands=commands)
-    for i, cmd in enumerate(commands):
-        if not cmd.argv:
-            raise Unsupported(f"empty command in: {line}")
-        name = cmd.argv[0]
-        if name != "tee" and name not in PY_TOOLS:
-            raise Unsupported(f"command {name!r} in: {line}")
-        if cmd.stdin is not None and i > 0:
-            raise Unsupported(f"stdin redirect inside a pipe: {line}")
-        if cmd.stdin in fifos:
-            job.reads.add(cmd.stdin)
-        if cmd.stdout in fifos:
-            job.writes.add(cmd.stdout)
-        arg_fifos = {a for a in cmd.argv[1:] if a in fifos}
-        if arg_fifos and name not in ("tee", "summarypy"):
-            raise Unsupported(f"{name} names a FIFO in its arguments: {line}")
-        job.writes |= arg_fifos
-        if name == "summarypy" and "-m" in cmd.argv:
-            # summarypy -m also writes each summary set's index beside it (its own naming)
-            job.writes |= {idx for a in arg_fifos if (idx := a.rsplit(".", 1)[0] + ".idx") in fifos}
-    return job
-
-
-def _clear_dir_contents(directory: Path) -> None:
-    if directory.is_dir():
-        for child in directory.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-
-
-def _clear_outputs() -> None:
-    for path in Path("output").rglob("*"):
-        if path.is_file() and "summary-info" not in path.name and path.suffix != ".json":
-            path.unlink()
-
-
-def _body_start(lines: list[str]) -> int:
-    """Index of the first line after oasislmf's preamble (which ends with ``exec_wait(){}``)."""
-    try:
-        i = lines.index("exec_wait(){")
-        return lines.index("}", i) + 1
-    except ValueError as exc:
-        raise Unsupported("no exec_wait() definition") from exc
-
-
-def _action(line: str, fifo_set: set[str], plan: Plan) -> Callable[[], None] | None:
-    if line == _FIND_OUTPUT:
-        return _clear_outputs
-    if m := re.fullmatch(r"rm -R -f (\S+)/\*", line):
-        target = Path(m.group(1))
-        return lambda: _clear_dir_contents(target)
-    if m := re.fullmatch(r"rm -R -f (\S+)/", line):
-        target = Path(m.group(1))
-        return lambda: shutil.rmtree(target, ignore_errors=True)
-    if m := re.fullmatch(r"mkdir -p (\S+)", line):
-        path = m.group(1)
-        return lambda: os.makedirs(path, exist_ok=True)
-    if m := re.fullmatch(r"mkfifo (\S+)", line):
-        fifo_set.add(m.group(1))
-        plan.fifos.append(m.group(1))
-        fifo_dir = Path(m.group(1)).parent
-        return lambda: fifo_dir.mkdir(parents=True, exist_ok=True)
-    return None
-
-
-def parse(text: str) -> Plan:
-    """The plan of a chunk or output script (raises :class:`Unsupported`)."""
-    plan = Plan()
-    lines = list(_logical_lines(text))
-    body = _body_start(lines)
-    for line in lines[:body]:
-        m = re.fullmatch(r"(?:export\s+)?(\w+)=(\S+)", line)
-        if m and m.group(1) in ("LOG_DIR", "OASIS_PYTOOLS_LOG_DIR"):
-            plan.env[m.group(1)] = m.group(2).replace("$LOG_DIR", plan.env.get("LOG_DIR", ""))
-    fifo_set: set[str] = set()
-    pending: list[Job] = []
-    for line in lines[body:]:
-        if not line or line.startswith(("#", "check_fifos")):
-            continue
-        if line.startswith("if [ -s $LOG_DIR/stderror.err ]"):
-            break  # oasislmf's own checks of the run follow: we make ours
-        if (action := _action(line, fifo_set, plan)) is not None:
-            plan.steps.append(action)
-        elif line.startswith("exec_wait"):
-            plan.steps.append(order_jobs(pending))
-            pending = []
-        elif _JOB_SUFFIX.search(line):
-            pending.append(_parse_job(line, fifo_set))
-        else:
-            raise Unsupported(f"line: {line}")
-    if pending or not plan.jobs:
-        raise Unsupported("jobs not followed by exec_wait, or no jobs")
-    return plan
-
-
-def order_jobs(jobs: list[Job]) -> list[Job]:
-    """Jobs in data-flow order: each after the jobs writing the FIFOs it reads."""
-    writers: dict[str, int] = {}
-    for i, job in enumerate(jobs):
-        for fifo in job.writes:
-            if fifo in writers:
-                raise Unsupported(f"FIFO {fifo} has two writers")
-            writers[fifo] = i
-    done: set[int] = set()
-    ordered: list[Job] = []
-    while len(ordered) < len(jobs):
-        ready = [
-            i
-            for i, job in enumerate(jobs)
-            if i not in done and all(writers.get(f, -1) in done for f in job.reads)
-        ]
-        if not ready:
-            raise Unsupported("FIFO cycle or a FIFO nobody writes")
-        for i in ready:
-            done.add(i)
-            ordered.append(jobs[i])
-    return ordered
-
-
+# each tool's entry point, loaded once per process: what running in-process saves
 _TOOL_MAINS: dict[str, Callable[[], Any]] = {}
 
 
 def _tool_main(name: str) -> Callable[[], Any]:
+    """The ``main()`` behind a tool's console script (:class:`Unsupported` if none)."""
     if name not in _TOOL_MAINS:
         found = [ep for ep in entry_points(group="console_scripts") if ep.name == name]
         if not found:
@@ -271,17 +69,20 @@ def _preserved_logging() -> Iterator[None]:
             lg.propagate = propagate
             for h, hl in zip(handlers, handler_levels, strict=True):
                 h.setLevel(hl)
+        # loggers the tool made: no handlers of their own, records go to ours
         known = {s[0] for s in saved}
         for name, new in list(manager.loggerDict.items()):
             if isinstance(new, logging.Logger) and new not in known and name.startswith("oasislmf"):
                 new.handlers.clear()
                 new.propagate = True
                 new.setLevel(logging.NOTSET)
+        # process-wide switches a tool may have flipped
         logging.raiseExceptions = capture
         logging.captureWarnings(False)
 
 
 def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
+    """Call a tool's ``main()`` with ``argv`` and the two files as its stdin and stdout."""
     main = _tool_main(argv[0])
     saved = sys.argv, sys.stdin, sys.stdout
     with open(stdin or os.devnull, "rb") as fin, open(stdout, "wb") as fout:
@@ -292,6 +93,7 @@ def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
             with _preserved_logging():
                 main()
         except SystemExit as exc:
+            # console scripts may end with sys.exit(): only a non-zero code is a failure
             if exc.code not in (None, 0):
                 raise RuntimeError(f"{argv[0]} exited with {exc.code}") from exc
         finally:
@@ -303,6 +105,7 @@ def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
 
 
 def _tee(stdin: str | None, outputs: list[str], stdout: str) -> None:
+    """``tee``: its input is complete before it runs, so each output is a copy of it."""
     if stdin is None:
         raise Unsupported("tee without input")
     for target in [*outputs, stdout]:
@@ -317,6 +120,7 @@ def run_job(job: Job, tmp_dir: Path, counter: list[int]) -> None:
     for i, cmd in enumerate(job.commands):
         stdin = cmd.stdin if i == 0 else previous
         if i == len(job.commands) - 1:
+            # the last command's ``>``; without one its output is dropped
             stdout = cmd.stdout or os.devnull
         else:
             counter[0] += 1
@@ -325,6 +129,7 @@ def run_job(job: Job, tmp_dir: Path, counter: list[int]) -> None:
             _tee(stdin, cmd.argv[1:], stdout)
         else:
             _run_tool(cmd.argv, stdin, stdout)
+        # a file between two commands of the pipe goes once the next one has read it
         if i > 0 and previous is not None and previous.startswith(str(tmp_dir)):
             os.unlink(previous)
         previous = stdout
@@ -332,6 +137,7 @@ def run_job(job: Job, tmp_dir: Path, counter: list[int]) -> None:
 
 @contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore them (or unset them)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -365,6 +171,7 @@ def forget_filesystems() -> None:
 def execute(plan: Plan, tmp_dir: Path) -> None:
     """Run a parsed plan in the current directory (the run directory)."""
     counter = [0]
+    # the tools read their log directory from the environment, as the script exports it
     log_dir = plan.env.get("OASIS_PYTOOLS_LOG_DIR", plan.env.get("LOG_DIR", "log"))
     forget_filesystems()
     with _environ({"OASIS_PYTOOLS_LOG_DIR": log_dir}):
@@ -377,11 +184,13 @@ def execute(plan: Plan, tmp_dir: Path) -> None:
                     step()
         finally:
             forget_filesystems()
+            # the regular files at FIFO paths: nothing is left where a script makes FIFOs
             for fifo in plan.fifos:
                 Path(fifo).unlink(missing_ok=True)
 
 
 def _check_chunk_bins(params: dict[str, Any]) -> None:
+    """The check oasislmf's chunk script ends with: no per-chunk output may be empty."""
     k = params.get("process_number")
     if not k:
         return
@@ -391,6 +200,7 @@ def _check_chunk_bins(params: dict[str, Any]) -> None:
 
 
 def _write_script(params: dict[str, Any]) -> None:
+    """Have oasislmf write the chunk script exactly as its own ``run_analysis`` does."""
     from oasislmf.execution.bash import bash_wrapper, create_bash_analysis
 
     with bash_wrapper(
@@ -406,8 +216,10 @@ def _write_script(params: dict[str, Any]) -> None:
 
 def run_analysis(params: dict[str, Any], *, fallback: Callable[..., Any]) -> Any:
     """Stand-in for ``oasislmf.execution.runner.run_analysis`` (cwd = run directory)."""
+    # the bash fallback gets the parameters as oasislmf passed them
     original = copy.deepcopy(params)
     params = dict(params)
+    # a setting of oasislmf's bash process monitor: no process to watch here
     params.pop("resource_monitor_interval", None)
     _write_script(params)
     text = Path(params["filename"]).read_text(encoding="utf-8")
@@ -419,6 +231,7 @@ def run_analysis(params: dict[str, Any], *, fallback: Callable[..., Any]) -> Any
 
 
 def _run_script(params: dict[str, Any], text: str, fallback: Callable[[], Any]) -> Any:
+    """Run a written script in-process (None), else with bash (the fallback's result)."""
     try:
         plan = parse(text)
     except Unsupported as exc:

@@ -14,7 +14,8 @@ from oasis_keda.cli import environ
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings, safe_url
-from oasis_keda.kubectl.manifests import WorkerManifestSettings, model_manifests, to_yaml
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
+from oasis_keda.kubectl.manifests import model_manifests, to_yaml
 
 _DEFAULTS = WorkerManifestSettings()
 

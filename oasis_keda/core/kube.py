@@ -77,6 +77,9 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_TIMEOUT_S = 5.0
 MERGE_PATCH = "application/merge-patch+json"
 KEDA_GROUP, KEDA_VERSION, SCALED_OBJECTS = "keda.sh", "v1alpha1", "scaledobjects"
+#: Pod annotation the ReplicaSet reads on scale-in: pods with the lowest cost go first.
+#: Workers keep their own pod's current (``worker.deletion_cost``).
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 Json = dict[str, Any]
 Configure = Callable[[Any], None]

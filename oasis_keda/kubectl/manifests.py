@@ -1,138 +1,35 @@
 """Manifests for one model: its worker Deployment and its KEDA ScaledObject.
 
-Pure: a :class:`~oasis_keda.core.registry.ModelRecord` and :class:`WorkerManifestSettings` in,
-plain dicts out (ready for ``yaml.safe_dump``), so that the committed base manifests, the
-``oasis-keda manifests model`` command and the tests all come from one place. The shapes
-follow DESIGN.md section 4: KEDA does 0 <-> 1 through ``external-push`` activation, the HPA
-does 1 <-> N from ``metricType: AverageValue`` with target 1 (metric = desired workers), and
-the HPA behaviour removes the 10% tolerance band where the cluster allows it.
+Pure: a :class:`~oasis_keda.core.registry.ModelRecord` and
+:class:`~oasis_keda.kubectl.manifest_settings.WorkerManifestSettings` in, plain dicts out
+(ready for ``yaml.safe_dump``), so that the committed base manifests, the
+``oasis-keda manifests model`` command, the local runtime and the tests all come from one
+place. How the objects scale a model: KEDA does 0 <-> 1 workers through ``external-push``
+activation (the scaler pushes "active" as soon as work arrives); the HPA does 1 <-> N
+from ``metricType: AverageValue`` with target 1, the metric being the desired number of
+workers (see ``docs/SCALER.md``); the HPA behaviour removes its 10% tolerance band where
+the cluster allows it. :func:`to_yaml` prints the objects with the comments a reader of
+the YAML needs, and ``python -m oasis_keda.kubectl.manifests`` regenerates the built-in
+model's committed manifests.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import re
 from typing import Any
 
 import yaml
 
 from oasis_keda.core.config import ScalingConfig, ScalingStrategy
 from oasis_keda.core.registry import ModelRecord
-
-PART_OF = "oasis-keda"
-WORKER_COMPONENT = "worker"
-#: Annotation holding the exact model id (names and labels carry a sanitised form).
-MODEL_ANNOTATION = "oasis-keda.io/model-id"
-#: Label selecting a model's worker pods and its ScaledObject.
-MODEL_LABEL = "oasis-keda.io/model"
-DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
-
-_NAME_MAX = 63  # DNS-1123 label: also the limit of label values
-_WORKER_PREFIX = "oasis-worker-"
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
+from oasis_keda.kubectl.names import (
+    MODEL_ANNOTATION,
+    PART_OF,
+    WORKER_COMPONENT,
+    resource_name,
+)
 
 Json = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class WorkerManifestSettings:
-    """Cluster-side choices for a model's worker Deployment and ScaledObject."""
-
-    namespace: str = "oasis"
-    """Namespace of every object (default ``oasis``)."""
-
-    image: str = "oasis-keda:latest"
-    """Container image holding all components (default ``oasis-keda:latest``)."""
-
-    image_pull_policy: str = "IfNotPresent"
-    """``imagePullPolicy`` of the worker containers (minikube uses ``Never``)."""
-
-    scaler_address: str = ""
-    """``host:port`` of the scaler; empty = its headless Service in ``namespace``, port 6000."""
-
-    polling_interval_s: int = 15
-    """ScaledObject ``pollingInterval`` (KEDA default 30 s; push activation makes 0 -> 1 fast)."""
-
-    cooldown_period_s: int = 120
-    """ScaledObject ``cooldownPeriod``: idle time before the last worker goes (1 -> 0)."""
-
-    scale_down_stabilization_s: int = 60
-    """HPA ``scaleDown.stabilizationWindowSeconds`` (Kubernetes default 300 s)."""
-
-    scale_up_stabilization_s: int = 0
-    """HPA ``scaleUp.stabilizationWindowSeconds`` (Kubernetes default 0 s)."""
-
-    fallback_failure_threshold: int = 3
-    """Scaler errors in a row before KEDA serves ``fallback.replicas``."""
-
-    termination_grace_period_s: int = 900
-    """Worker ``terminationGracePeriodSeconds``: longer than one chunk, so that Celery's warm
-    shutdown on SIGTERM finishes the running chunk before the kubelet kills the pod."""
-
-    concurrency: int = 1
-    """Celery worker concurrency (``--concurrency``); one chunk per core is the Oasis default."""
-
-    cpu_request: str = "1"
-    """Worker CPU request (default ``1``)."""
-
-    cpu_limit: str = "2"
-    """Worker CPU limit (default ``2``)."""
-
-    memory_request: str = "2Gi"
-    """Worker memory request (default ``2Gi``)."""
-
-    memory_limit: str = "4Gi"
-    """Worker memory limit (default ``4Gi``)."""
-
-    storage_claim: str = "oasis-storage"
-    """ReadWriteMany PVC holding ``OASIS_KEDA_STORAGE_DIR`` (shared with the API/controller)."""
-
-    model_data_claim: str = "oasis-model-data"
-    """PVC holding the model data directories, mounted read-only at ``/models``."""
-
-    redis_secret: str = "oasis-redis"
-    """Secret with the Redis password under key ``password``."""
-
-    service_account: str = "oasis-worker"
-    """Service account bound to the pod-deletion-cost Role (patch pods, nothing else)."""
-
-    trigger_authentication: str = ""
-    """TriggerAuthentication name for mTLS to the scaler; empty = plaintext gRPC."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "polling_interval_s": self.polling_interval_s >= 1,
-            "cooldown_period_s": self.cooldown_period_s >= 0,
-            "scale_down_stabilization_s": 0 <= self.scale_down_stabilization_s <= 3600,
-            "scale_up_stabilization_s": 0 <= self.scale_up_stabilization_s <= 3600,
-            "fallback_failure_threshold": self.fallback_failure_threshold >= 1,
-            "termination_grace_period_s": self.termination_grace_period_s >= 1,
-            "concurrency": self.concurrency >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid worker manifest settings: {', '.join(bad)}")
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", self.namespace):
-            raise ValueError(f"namespace {self.namespace!r} is not a DNS-1123 label")
-
-    @property
-    def effective_scaler_address(self) -> str:
-        return self.scaler_address or f"oasis-scaler.{self.namespace}.svc.cluster.local:6000"
-
-
-def resource_name(model_id: str) -> str:
-    """The DNS-1123 name of a model's Deployment and ScaledObject (``oasis-worker-<id>``).
-
-    Ids that are not already valid names are lower-cased, cleaned and given a short hash
-    suffix, so two ids never share a name; long ids are shortened the same way.
-    """
-    clean = re.sub(r"[^a-z0-9-]+", "-", model_id.lower()).strip("-") or "model"
-    name = _WORKER_PREFIX + clean
-    if clean == model_id and len(name) <= _NAME_MAX:
-        return name
-    digest = hashlib.sha256(model_id.encode()).hexdigest()[:8]
-    head = name[: _NAME_MAX - len(digest) - 1].rstrip("-")
-    return f"{head}-{digest}"
 
 
 def replica_bounds(scaling: ScalingConfig) -> tuple[int, int]:
@@ -316,7 +213,7 @@ def _hpa_behavior(settings: WorkerManifestSettings, max_replicas: int) -> Json:
 
 
 def scaled_object(record: ModelRecord, settings: WorkerManifestSettings) -> Json:
-    """The model's ScaledObject (DESIGN.md section 4)."""
+    """The model's ScaledObject: 0 <-> 1 by KEDA, 1 <-> N by the HPA (metric = desired)."""
     low, high = replica_bounds(record.scaling)
     trigger: Json = {
         "type": "external-push",

@@ -31,7 +31,8 @@ from oasis_keda.core.kube import KubeClient, from_kubeconfig
 from oasis_keda.core.kube_errors import KubeApiError, KubeError
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import safe_url
-from oasis_keda.kubectl.manifests import replica_bounds, resource_name
+from oasis_keda.kubectl.manifests import replica_bounds
+from oasis_keda.kubectl.names import resource_name
 from oasis_keda.kubectl.scaler_probe import ScalerEndpoint, ScalerReading, read_desired
 from oasis_keda.kubectl.status import (
     build_rows,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oasis_keda.core.config import ScalingConfig
-from oasis_keda.kubectl.manifests import MODEL_ANNOTATION
+from oasis_keda.kubectl.names import MODEL_ANNOTATION
 from oasis_keda.kubectl.scaler_probe import ScalerReading
 from scaler.strategies import ModelState, desired_workers
 

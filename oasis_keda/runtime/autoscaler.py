@@ -34,7 +34,9 @@ import redis
 from oasis_keda.core import keys
 from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.settings import ENV_PREFIX
-from oasis_keda.kubectl.manifests import WorkerManifestSettings, resource_name, scaled_object
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
+from oasis_keda.kubectl.manifests import scaled_object
+from oasis_keda.kubectl.names import resource_name
 from oasis_keda.runtime import hpa
 from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
 from oasis_keda.runtime.workers import CommandFactory, WorkerPool

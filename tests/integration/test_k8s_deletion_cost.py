@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from oasis_keda.core.kube import DELETION_COST_ANNOTATION as ANNOTATION
 from oasis_keda.core.kube import from_kubeconfig
 from tests.k8s_support import (
     FakeKubeAPI,
@@ -33,7 +34,6 @@ from tests.k8s_support import (
     used,
 )
 from worker.deletion_cost import (
-    ANNOTATION,
     BUSY_COST,
     IDLE_COST,
     PATCH_TIMEOUT_S,

@@ -30,7 +30,8 @@ import yaml
 from click.testing import CliRunner
 
 from oasis_keda.core.registry import Registry
-from oasis_keda.kubectl.manifests import WorkerManifestSettings, model_manifests
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
+from oasis_keda.kubectl.manifests import model_manifests
 from oasis_keda.kubectl.plugin import cli
 from scaler.server import ScalerServer
 from scaler.settings import ScalerSettings

@@ -1,4 +1,7 @@
-"""A real ``oasis-keda worker serve`` keeps its pod's deletion cost current (issue 5).
+"""A real ``oasis-keda worker serve`` keeps its pod's deletion cost current.
+
+Scale-in is safe only if the ReplicaSet takes idle pods first: a busy worker's pod carries a
+high deletion cost, an idle one's a low cost.
 
 The worker process runs with the pod's downward-API variables and a service-account
 directory pointing at the fake Kubernetes API server of ``tests/k8s_support.py`` (HTTPS
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from oasis_keda.core.kube import DELETION_COST_ANNOTATION as ANNOTATION
 from oasis_keda.core.registry import Registry
 from tests.k8s_support import FakeKubeAPI, allowed, fake_kube_api, role_rules, tls_files
 from tests.stack_support import Stack, running_stack, wait_for
-from worker.deletion_cost import ANNOTATION, BUSY_COST, IDLE_COST
+from worker.deletion_cost import BUSY_COST, IDLE_COST
 
 MODEL = "noop-model"
 NS = "oasis"

@@ -24,12 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _keda_schema import keda_validator
 from _kustomize import build, kustomization_dirs
 
-from oasis_keda.kubectl.manifests import (
-    WorkerManifestSettings,
-    builtin_record,
-    model_manifests,
-    to_yaml,
-)
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
+from oasis_keda.kubectl.manifests import builtin_record, model_manifests, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

@@ -1,7 +1,8 @@
-"""The per-model manifest generator (oasis_keda.kubectl.manifests), pure.
+"""The per-model manifest generator (oasis_keda.kubectl.manifests and its settings and
+names modules), pure.
 
-Covers: ScaledObject shape per DESIGN.md section 4 (external-push, scalerAddress, model
-metadata, AverageValue, min/max from the scaling configuration, pollingInterval,
+Covers: the ScaledObject shape (KEDA 0 <-> 1 by push activation, the HPA 1 <-> N on
+metric = desired workers, target 1: external-push, scalerAddress, model metadata, AverageValue, min/max from the scaling configuration, pollingInterval,
 cooldownPeriod, fallback, HPA behaviour with tolerance 0 and stabilisation windows) for a
 table of configurations, each validated against the KEDA CRD schema; the worker Deployment
 (0 replicas, configurable grace period, restricted security, downward-API pod identity)
@@ -25,15 +26,15 @@ from _keda_schema import keda_validator
 
 from oasis_keda.core.config import ScalingConfig
 from oasis_keda.core.registry import ModelRecord
+from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
 from oasis_keda.kubectl.manifests import (
-    WorkerManifestSettings,
     model_manifests,
     replica_bounds,
-    resource_name,
     scaled_object,
     to_yaml,
     worker_deployment,
 )
+from oasis_keda.kubectl.names import resource_name
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
