@@ -46,7 +46,9 @@ def demo(out_dir: Path, analyses: int, max_workers: int, locations: int, events:
     """Start the stack, run three analyses of the synthetic model, summarize, stop."""
     from rich.console import Console
 
-    from oasis_keda.runtime.demo import DemoSettings, print_summary, run_demo
+    from oasis_keda.runtime.demo.common import DemoSettings
+    from oasis_keda.runtime.demo.driving import run_demo
+    from oasis_keda.runtime.demo.reporting import print_summary
     from oasis_keda.runtime.errors import LocalRuntimeError
 
     out_dir = out_dir.resolve()
