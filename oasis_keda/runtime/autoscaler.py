@@ -8,7 +8,7 @@ one machine) and behaves like KEDA and the HPA over gRPC:
 
 * every ``pollingInterval`` it calls GetMetricSpec, GetMetrics and IsActive (retrying once
   on error, as KEDA rebuilds its scaler and retries), and applies KEDA's scale executor and
-  an HPA sync (:func:`oasis_keda.runtime.hpa.poll`);
+  an HPA sync (:func:`oasis_keda.runtime.keda.poll`);
 * it holds StreamIsActive open (``external-push``): each pushed ``true`` scales 0 -> 1 at
   once; a broken stream reconnects with KEDA's 2 s .. 60 s backoff;
 * the replicas are real worker processes (:class:`~oasis_keda.runtime.workers.WorkerPool`);

@@ -4,10 +4,10 @@ For one registered model this builds the ScaledObject a cluster would get (the k
 generator, with the local timings), reads from it what KEDA and the HPA obey, and then
 behaves like them against the real scaler over gRPC: a poll every ``pollingInterval``
 (GetMetricSpec, GetMetrics, IsActive, one retry), a StreamIsActive held open for pushed
-activations, and the pure rules of :mod:`oasis_keda.runtime.hpa` to turn both into a
-replica count. The replicas are worker processes
-(:class:`~oasis_keda.runtime.workers.WorkerPool`); a scale-down stops idle ones first, as
-pod-deletion-cost makes a cluster do. Following the registry and running many models is
+activations, and the pure rules of :mod:`oasis_keda.runtime.keda` (with
+:mod:`oasis_keda.runtime.hpa` behind it) to turn both into a replica count. The replicas
+are worker processes (:class:`~oasis_keda.runtime.workers.WorkerPool`); a scale-down stops
+idle ones first, as pod-deletion-cost makes a cluster do. Following the registry and running many models is
 :mod:`oasis_keda.runtime.autoscaler`'s job.
 """
 
@@ -25,7 +25,7 @@ import redis
 from oasis_keda.core import keys
 from oasis_keda.core.registry import ModelRecord
 from oasis_keda.kubectl.manifests import scaled_object
-from oasis_keda.runtime import hpa
+from oasis_keda.runtime import keda
 from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
 from oasis_keda.runtime.replicas import ScalingSample, publish_sample
 from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
@@ -98,7 +98,7 @@ class ModelAutoscaler:
         self.clock = clock
         self.record = record
         self.spec, self.ref = self._build(record)
-        self.state = hpa.AutoscalerState(created_at=clock())
+        self.state = keda.AutoscalerState(created_at=clock())
         self.lock = asyncio.Lock()  # KEDA's scalingMutex: poll and push never interleave
         self.last_metric: float | None = None
         self.last_actual = 0
@@ -120,7 +120,7 @@ class ModelAutoscaler:
 
     # -- the scaler's answers -------------------------------------------------------------
 
-    async def _call_once(self) -> hpa.Observation:
+    async def _call_once(self) -> keda.Observation:
         timeout = self.settings.rpc_timeout_s
         spec_resp = await self.stub.GetMetricSpec(self.ref, timeout=timeout)
         if not spec_resp.metricSpecs:
@@ -138,9 +138,9 @@ class ModelAutoscaler:
             for v in values.metricValues
         )
         active = await self.stub.IsActive(self.ref, timeout=timeout)
-        return hpa.Observation(active=active.result, metric_total=total, target=target)
+        return keda.Observation(active=active.result, metric_total=total, target=target)
 
-    async def observe(self) -> hpa.Observation:
+    async def observe(self) -> keda.Observation:
         """GetMetricSpec, GetMetrics, IsActive; one retry on error, as KEDA does."""
         for attempt in (1, 2):
             try:
@@ -155,7 +155,7 @@ class ModelAutoscaler:
                     code,
                     exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc,
                 )
-        return hpa.Observation(error=True)
+        return keda.Observation(error=True)
 
     # -- applying decisions -----------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class ModelAutoscaler:
             # without lease data every worker counts as busy: never pick one blindly
             return {w.name for w in self.pool.live}
 
-    def _apply(self, decision: hpa.Decision, metric: float | None) -> None:
+    def _apply(self, decision: keda.Decision, metric: float | None) -> None:
         before = self.state.replicas
         self.state = decision.state
         self.pool.enforce_grace()
@@ -209,17 +209,17 @@ class ModelAutoscaler:
             self.last_actual = actual
             self._sample(self.last_metric, self.state.replicas, actual, "ProcessExit")
 
-    async def poll_once(self) -> hpa.Decision:
+    async def poll_once(self) -> keda.Decision:
         obs = await self.observe()
         metric = None if obs.error else obs.metric_total
         async with self.lock:
-            decision = hpa.poll(self.spec, self.state, obs, self.clock())
+            decision = keda.poll(self.spec, self.state, obs, self.clock())
             self._apply(decision, metric)
         return decision
 
     async def on_push(self, active: bool) -> None:
         async with self.lock:
-            decision = hpa.push(self.spec, self.state, active, self.clock())
+            decision = keda.push(self.spec, self.state, active, self.clock())
             self._apply(decision, None if not active else self.last_metric)
 
     # -- loops ----------------------------------------------------------------------------
