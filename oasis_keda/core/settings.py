@@ -117,11 +117,12 @@ def from_env(
     ``__post_init__`` checks run as usual. Raises :class:`EnvError` for a value that does
     not convert, ``TypeError`` for a field type with no parser (a programming error).
     """
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)  # the real types behind string annotations
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         spec = field.metadata.get(METADATA_KEY) or EnvSpec()
         kind = _without_none(hints[field.name])
+        # Nested settings read their own fields from the same environment.
         if spec.parse is None and dataclasses.is_dataclass(kind):
             nested = spec.prefix if spec.prefix is not None else f"{prefix}{field.name.upper()}_"
             values[field.name] = from_env(typing.cast(Any, kind), env, prefix=nested)
@@ -135,7 +136,7 @@ def from_env(
             raise TypeError(f"{cls.__name__}.{field.name}: no parser for {kind!r}")
         try:
             values[field.name] = parse(raw)
-        except ValueError as exc:
+        except ValueError as exc:  # the parser says what it wanted ("must be ...")
             raise EnvError(name, raw, str(exc)) from None
     return cls(**values)
 

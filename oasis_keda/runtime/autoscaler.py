@@ -140,7 +140,7 @@ class LocalAutoscaler:
                 except redis.RedisError as exc:
                     logger.warning("cannot read the model registry: %s", exc)
                     records = None
-                if records is not None:
+                if records is not None:  # an unreadable registry changes nothing
                     for model_id, record in records.items():
                         if model_id in self.models:
                             self.models[model_id].update(record)
@@ -154,6 +154,7 @@ class LocalAutoscaler:
 
     async def shutdown(self) -> None:
         """Cancel every loop and take every model's workers to 0 (warm shutdown)."""
+        # Loops first, so that no scaling step starts a worker while the workers stop.
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -103,6 +103,8 @@ def metrics_with_fallback(
 
 
 def _cooled_down(spec: ScaledObjectSpec, state: AutoscalerState, now: float) -> bool:
+    """Inactive for longer than ``cooldownPeriod`` (``initialCooldownPeriod`` from creation
+    when no trigger was ever active)."""
     if state.last_active_at is None:
         return state.created_at + spec.initial_cooldown_period_s < now
     return state.last_active_at + spec.cooldown_period_s < now
@@ -115,16 +117,18 @@ def keda_request_scale(
     current = state.replicas
     minimum = spec.min_replica_count
     idle = spec.idle_replica_count
-    if active:
+    if active:  # wake from 0, or from idleReplicaCount up to the minimum
         if (idle is not None and current < minimum) or current == 0:
             return max(minimum, 1), now, "Activated"
         if error:
             return current, state.last_active_at, "PartialTriggerError"
         return current, now, "Active"
+    # Inactive with a scaler error: hold, unless a fallback of 0 replicas lets the cooldown act.
     if error and spec.fallback is not None and spec.fallback.replicas != 0:
         return current, state.last_active_at, "TriggerErrorFallback"
     if error and spec.fallback is None:
         return current, state.last_active_at, "TriggerError"
+    # Inactive: down to idleReplicaCount (or minReplicaCount) once cooled down.
     if (idle is not None and current > idle) or (current > 0 and minimum == 0):
         if _cooled_down(spec, state, now):
             return (idle if idle is not None else minimum), state.last_active_at, "Deactivated"
@@ -146,8 +150,9 @@ def poll(spec: ScaledObjectSpec, state: AutoscalerState, obs: Observation, now: 
         replicas=replicas,
         last_active_at=last_active,
         failures=failures,
-        target=state.target if obs.error else obs.target,
+        target=state.target if obs.error else obs.target,  # an error keeps the last target
     )
+    # The HPA works on the replicas KEDA left; KEDA's reason stands unless the HPA moved them.
     desired, hpa, hpa_reason, proposal = hpa_reconcile(
         spec, state.hpa, replicas, usage, to_milli(state.target), now
     )
