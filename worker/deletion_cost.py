@@ -11,18 +11,22 @@ transitions patch the pod (a JSON merge patch through the official ``kubernetes`
 and the pod's service account, see :mod:`oasis_keda.core.kube`). Outside a cluster (no
 service account, no pod name) this is off, every call is a no-op and the ``kubernetes``
 package is not even imported. Nothing here ever raises into the worker: an API error is
-logged and the task goes on.
+logged and the task goes on. The pod's name, namespace and service account come from
+:class:`PodSettings`, read from the environment by the shared settings loader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
+
+from oasis_keda.core.settings import env_var, from_env
 
 if TYPE_CHECKING:
     from oasis_keda.core.kube import KubeClient
@@ -33,6 +37,32 @@ BUSY_COST = 10000
 IDLE_COST = -100
 #: API call budget: a slow API server must not hold up a task for long.
 PATCH_TIMEOUT_S = 2.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PodSettings:
+    """Where this worker runs (variables ``OASIS_KEDA_<FIELD>``, and Kubernetes' own)."""
+
+    pod_name: str = ""
+    """This pod's name (``OASIS_KEDA_POD_NAME``, from the downward API); default empty =
+    not in a pod: the marker is off."""
+    pod_namespace: str = ""
+    """This pod's namespace (``OASIS_KEDA_POD_NAMESPACE``, downward API); default empty =
+    the service account's namespace."""
+    service_account_dir: Path | None = None
+    """The service account mount (``OASIS_KEDA_SERVICE_ACCOUNT_DIR``); default unset = the
+    standard ``/var/run/secrets/kubernetes.io/serviceaccount``. Lets a test point a worker
+    process at a fake cluster."""
+    kubernetes_service_host: str = dataclasses.field(
+        default="", metadata=env_var("KUBERNETES_SERVICE_HOST")
+    )
+    """The API server's address, which Kubernetes sets in every pod
+    (``KUBERNETES_SERVICE_HOST``); default empty = not in a cluster: the marker is off."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """Build from environment variables (the downward API's and Kubernetes' own)."""
+        return from_env(cls, env)
 
 
 class PodDeletionCost:
@@ -66,15 +96,12 @@ class PodDeletionCost:
     ) -> PodDeletionCost:
         """In a pod: patch it through the service account. Anywhere else: off.
 
-        Reads ``OASIS_KEDA_POD_NAME`` / ``OASIS_KEDA_POD_NAMESPACE`` (downward API) and the
-        in-cluster service account (``service_account_dir``, else
-        ``OASIS_KEDA_SERVICE_ACCOUNT_DIR``, else the standard mount; the variable lets a
-        test point a worker process at a fake cluster); keyword arguments go to the
+        The pod's name, namespace and service account come from :class:`PodSettings`;
+        ``service_account_dir`` overrides its directory. Keyword arguments go to the
         constructor.
         """
-        pod_name = env.get("OASIS_KEDA_POD_NAME", "")
-        host = env.get("KUBERNETES_SERVICE_HOST", "")
-        if not pod_name or not host:
+        pod = PodSettings.from_env(env)
+        if not pod.pod_name or not pod.kubernetes_service_host:
             logger.debug("pod deletion cost off: not in a cluster or no OASIS_KEDA_POD_NAME")
             return cls(None, **kwargs)  # type: ignore[arg-type]
         # In a pod only: the client library takes a while to import.
@@ -82,8 +109,7 @@ class PodDeletionCost:
         from oasis_keda.core.kube_errors import KubeConfigError
 
         if service_account_dir is None:
-            raw_dir = env.get("OASIS_KEDA_SERVICE_ACCOUNT_DIR", "")
-            service_account_dir = Path(raw_dir) if raw_dir else SERVICE_ACCOUNT_DIR
+            service_account_dir = pod.service_account_dir or SERVICE_ACCOUNT_DIR
         try:
             client = in_cluster(env, root=service_account_dir, timeout_s=PATCH_TIMEOUT_S)
         except (OSError, KubeConfigError) as exc:  # unreadable or incomplete service account
@@ -92,8 +118,13 @@ class PodDeletionCost:
         if client is None:
             logger.debug("pod deletion cost off: no service account in %s", service_account_dir)
             return cls(None, **kwargs)  # type: ignore[arg-type]
-        namespace = env.get("OASIS_KEDA_POD_NAMESPACE") or client.namespace
-        return cls(client, pod_name=pod_name, namespace=namespace, **kwargs)  # type: ignore[arg-type]
+        namespace = pod.pod_namespace or client.namespace
+        return cls(
+            client,
+            pod_name=pod.pod_name,
+            namespace=namespace,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     @property
     def enabled(self) -> bool:

@@ -2,7 +2,12 @@
 
 A frozen dataclass built by :meth:`ApiSettings.from_env` from a mapping (tests pass a dict),
 grouping the shared :class:`~oasis_keda.core.settings.Settings` with what only the API needs:
-where to listen, who may log in, how long tokens live and how big an upload may be.
+where to listen, who may log in, how long tokens live and how big an upload may be. The
+shared loader (:func:`oasis_keda.core.settings.from_env`) reads each field ``foo`` from
+``OASIS_KEDA_API_FOO``, the shared settings from their own ``OASIS_KEDA_*`` variables and
+``local_runtime`` from ``OASIS_KEDA_LOCAL_RUNTIME``. A value that does not convert, or
+that the API refuses, is an :class:`~oasis_keda.api.errors.ApiConfigError` naming the
+variable (a bad shared value, such as the Redis URL, stays the shared ``ValueError``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from oasis_keda.api.errors import ApiConfigError
-from oasis_keda.core.settings import ENV_PREFIX, Settings
+from oasis_keda.core.settings import (
+    ENV_PREFIX,
+    EnvError,
+    Settings,
+    env_var,
+    from_env,
+    replace_given,
+)
 
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "password"
@@ -21,14 +33,19 @@ DEFAULT_ACCESS_TTL_S = 3600
 DEFAULT_REFRESH_TTL_S = 2 * 24 * 3600
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 MIN_SECRET_BYTES = 32
+#: Prefix of the API's own variables.
+API_ENV_PREFIX = f"{ENV_PREFIX}API_"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    """Settings of one API process."""
+    """Settings of one API process (variables ``OASIS_KEDA_API_<FIELD>``)."""
 
-    core: Settings = dataclasses.field(default_factory=Settings)
-    """Redis, storage directory and records database shared with the other processes."""
+    core: Settings = dataclasses.field(
+        default_factory=Settings, metadata=env_var(prefix=ENV_PREFIX)
+    )
+    """Redis, storage directory and records database shared with the other processes
+    (``OASIS_KEDA_REDIS_URL``, ``_STORAGE_DIR``, ``_DATABASE_URL``)."""
 
     host: str = "127.0.0.1"
     """Listen address (``OASIS_KEDA_API_HOST``), default ``127.0.0.1``."""
@@ -40,10 +57,12 @@ class ApiSettings:
     """Login name (``OASIS_KEDA_API_USER``), default ``admin``."""
 
     password: str = DEFAULT_PASSWORD
-    """Password (``OASIS_KEDA_API_PASSWORD``), plain or an argon2 hash (``$argon2...``)."""
+    """Password (``OASIS_KEDA_API_PASSWORD``), default ``password``; plain or an argon2
+    hash (``$argon2...``)."""
 
     secret: str = ""
-    """JWT signing key (``OASIS_KEDA_API_SECRET``); empty = generated, kept in storage_dir."""
+    """JWT signing key (``OASIS_KEDA_API_SECRET``), at least 32 bytes; default empty =
+    generated, kept in storage_dir."""
 
     access_ttl_s: int = DEFAULT_ACCESS_TTL_S
     """Access token lifetime in seconds (``OASIS_KEDA_API_ACCESS_TTL_S``), default 1 h."""
@@ -54,11 +73,15 @@ class ApiSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     """Largest accepted upload (``OASIS_KEDA_API_MAX_UPLOAD_BYTES``), default 1 GiB."""
 
-    local_runtime: bool = False
-    """True under ``oasis-keda up`` (``OASIS_KEDA_LOCAL_RUNTIME=1``): default login allowed."""
+    local_runtime: bool = dataclasses.field(
+        default=False, metadata=env_var(f"{ENV_PREFIX}LOCAL_RUNTIME")
+    )
+    """True under ``oasis-keda up`` (``OASIS_KEDA_LOCAL_RUNTIME=1``): default login allowed.
+    Default false; a flag (``1``/``true``/``yes``/``on`` = true, anything else false)."""
 
     insecure_default_user: bool = False
-    """Allow admin/password outside the local runtime (``--insecure-default-user``)."""
+    """Allow admin/password outside the local runtime (``--insecure-default-user``, or the
+    flag ``OASIS_KEDA_API_INSECURE_DEFAULT_USER``), default false."""
 
     def __post_init__(self) -> None:
         if not self.user:
@@ -74,7 +97,7 @@ class ApiSettings:
             raise ApiConfigError(f"OASIS_KEDA_API_PORT must be 0..65535, got {self.port}")
         for name in ("access_ttl_s", "refresh_ttl_s", "max_upload_bytes"):
             if getattr(self, name) < 1:
-                raise ApiConfigError(f"{ENV_PREFIX}API_{name.upper()} must be >= 1")
+                raise ApiConfigError(f"{API_ENV_PREFIX}{name.upper()} must be >= 1")
 
     @property
     def uses_default_credentials(self) -> bool:
@@ -92,30 +115,11 @@ class ApiSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         """Build settings from a mapping of environment variables."""
-        values: dict[str, Any] = {"core": Settings.from_env(env)}
-        for field in dataclasses.fields(cls):
-            if field.name == "core":
-                continue
-            key = ENV_PREFIX + (
-                "LOCAL_RUNTIME" if field.name == "local_runtime" else "API_" + field.name.upper()
-            )
-            raw = env.get(key)
-            if raw is None or raw == "":
-                continue
-            values[field.name] = _convert(key, field.type, raw)
-        return cls(**values)
+        try:
+            return from_env(cls, env, prefix=API_ENV_PREFIX)
+        except EnvError as exc:  # a bad API value is a configuration error like the others
+            raise ApiConfigError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed; ``None`` values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _convert(key: str, type_name: Any, raw: str) -> Any:
-    if type_name in ("int", int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ApiConfigError(f"{key} must be an integer, got {raw!r}") from None
-    if type_name in ("bool", bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    return raw
+        return replace_given(self, changes)

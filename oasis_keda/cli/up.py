@@ -35,10 +35,8 @@ def up(
     cooldown: int | None,
 ) -> None:
     """Run Redis, the scaler, the controller, the API and the autoscaler until Ctrl-C."""
-    import dataclasses
-
     from oasis_keda.core.settings import Settings
-    from oasis_keda.runtime.autoscaler import AutoscalerSettings
+    from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
     from oasis_keda.runtime.embedded_redis import free_port
     from oasis_keda.runtime.errors import LocalRuntimeError
     from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
@@ -46,10 +44,8 @@ def up(
     env = environ()
     try:
         settings = Settings.from_env(env).replace(storage_dir=storage_dir)
-        autoscaling = AutoscalerSettings.from_env(env)
-        changes = {"polling_interval_s": polling_interval, "cooldown_period_s": cooldown}
-        autoscaling = dataclasses.replace(
-            autoscaling, **{k: v for k, v in changes.items() if v is not None}
+        autoscaling = AutoscalerSettings.from_env(env).replace(
+            polling_interval_s=polling_interval, cooldown_period_s=cooldown
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

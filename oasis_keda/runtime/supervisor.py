@@ -34,7 +34,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.store import make_engine
-from oasis_keda.runtime.autoscaler import AutoscalerSettings, LocalAutoscaler
+from oasis_keda.runtime.autoscaler import LocalAutoscaler
+from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
 from oasis_keda.runtime.embedded_redis import EmbeddedRedis, free_port
 from oasis_keda.runtime.errors import ProcessStartError
 
@@ -62,7 +63,9 @@ class SupervisorSettings:
     """What ``up`` runs and where it keeps its logs."""
 
     settings: Settings
+    """Redis, storage and records database of the stack (the children get them too)."""
     autoscaler: AutoscalerSettings = dataclasses.field(default_factory=AutoscalerSettings)
+    """Timings of the local KEDA + HPA (``OASIS_KEDA_AUTOSCALER_*``, see ``up``)."""
     scaler_port: int = 0
     """gRPC port of the scaler (0 = a free one)."""
     api: bool = True

@@ -21,12 +21,10 @@ import redis
 
 from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
-from oasis_keda.runtime.autoscaler import (
-    AutoscalerSettings,
-    LocalAutoscaler,
-    ModelAutoscaler,
-    read_runtime_replicas,
-)
+from oasis_keda.runtime.autoscaler import LocalAutoscaler
+from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
+from oasis_keda.runtime.model_autoscaler import ModelAutoscaler
+from oasis_keda.runtime.replicas import read_runtime_replicas
 from oasis_keda.runtime.workers import WorkerProcess, is_busy, node_pid, pick_victims
 from scaler.server import ScalerServer
 from scaler.settings import ScalerSettings

@@ -1,4 +1,4 @@
-"""KEDA's 0 <-> 1 rules and the HPA's 1 <-> N arithmetic (oasis_keda.runtime.hpa, .spec).
+"""KEDA's 0 <-> 1 rules and the HPA's 1 <-> N arithmetic (oasis_keda.runtime.keda, .hpa, .spec).
 
 Covers: the AverageValue formula and the inclusive tolerance band (10 -> 11 and 20 -> 21
 held, 10 -> 12 applied; per-HPA tolerances), scale-up and scale-down stabilization windows,
@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from oasis_keda.runtime import hpa
+from oasis_keda.runtime import hpa, keda
 from oasis_keda.runtime.errors import ScaledObjectError
-from oasis_keda.runtime.hpa import AutoscalerState, HpaState, Observation, ScaleEvent
+from oasis_keda.runtime.hpa import HpaState, ScaleEvent
+from oasis_keda.runtime.keda import AutoscalerState, Observation
 from oasis_keda.runtime.spec import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -252,49 +253,49 @@ def test_activation_then_hpa_then_cooldown_to_zero() -> None:
     state = AutoscalerState()
     busy = Observation(active=True, metric_total=3)
     idle = Observation(active=False, metric_total=0)
-    d = hpa.poll(s, state, idle, 0.0)
+    d = keda.poll(s, state, idle, 0.0)
     assert d.replicas == 0
-    d = hpa.poll(s, d.state, busy, 1.0)  # KEDA 0 -> 1, the HPA 1 -> 3 in the same step
+    d = keda.poll(s, d.state, busy, 1.0)  # KEDA 0 -> 1, the HPA 1 -> 3 in the same step
     assert d.replicas == 3
     assert d.state.last_active_at == 1.0
-    d = hpa.poll(s, d.state, busy, 2.0)
+    d = keda.poll(s, d.state, busy, 2.0)
     assert d.replicas == 3
     # inactive: the HPA takes it down to 1 (its floor), KEDA waits out the cooldown
-    d = hpa.poll(s, d.state, idle, 3.0)
+    d = keda.poll(s, d.state, idle, 3.0)
     assert d.replicas == 1
-    d = hpa.poll(s, d.state, idle, 12.0)
+    d = keda.poll(s, d.state, idle, 12.0)
     assert (d.replicas, d.reason) == (1, "CoolingDown")
-    d = hpa.poll(s, d.state, idle, 12.5)  # 2.0 + 10 < 12.5
+    d = keda.poll(s, d.state, idle, 12.5)  # 2.0 + 10 < 12.5
     assert (d.replicas, d.reason) == (0, "Deactivated")
 
 
 def test_cooldown_to_min_and_idle_replica_counts() -> None:
     s = fast(min_replica_count=2)
     state = AutoscalerState(replicas=0)
-    d = hpa.poll(s, state, Observation(active=False), 0.0)
+    d = keda.poll(s, state, Observation(active=False), 0.0)
     assert d.replicas == 2  # below minReplicaCount: corrected
     s_idle = fast(min_replica_count=2, idle_replica_count=0)
     state = AutoscalerState(replicas=2, last_active_at=0.0)
-    d = hpa.poll(s_idle, state, Observation(active=False), 11.0)
+    d = keda.poll(s_idle, state, Observation(active=False), 11.0)
     assert d.replicas == 0
-    d = hpa.poll(s_idle, d.state, Observation(active=True, metric_total=1), 12.0)
+    d = keda.poll(s_idle, d.state, Observation(active=True, metric_total=1), 12.0)
     assert d.replicas == 2  # activation goes to minReplicaCount
 
 
 def test_initial_cooldown_when_never_active() -> None:
     s = fast(initial_cooldown_period_s=30)
     state = AutoscalerState(replicas=1, created_at=0.0)
-    assert hpa.poll(s, state, Observation(), 20.0).replicas == 1
-    assert hpa.poll(s, state, Observation(), 31.0).replicas == 0
+    assert keda.poll(s, state, Observation(), 20.0).replicas == 1
+    assert keda.poll(s, state, Observation(), 31.0).replicas == 0
 
 
 def test_push_activates_at_once_and_pushed_false_respects_cooldown() -> None:
     s = fast()
-    d = hpa.push(s, AutoscalerState(), True, 5.0)
+    d = keda.push(s, AutoscalerState(), True, 5.0)
     assert (d.replicas, d.state.last_active_at) == (1, 5.0)
-    d = hpa.push(s, d.state, False, 6.0)
+    d = keda.push(s, d.state, False, 6.0)
     assert d.replicas == 1  # still cooling down
-    d = hpa.push(s, d.state, False, 15.5)
+    d = keda.push(s, d.state, False, 15.5)
     assert d.replicas == 0
 
 
@@ -305,7 +306,7 @@ def test_errors_without_fallback_hold_replicas() -> None:
     s = fast()
     state = AutoscalerState(replicas=4, last_active_at=0.0)
     for t in (100.0, 200.0, 300.0):
-        d = hpa.poll(s, state, Observation(error=True), t)
+        d = keda.poll(s, state, Observation(error=True), t)
         assert d.replicas == 4
         state = d.state
     assert d.reason == "TriggerError"
@@ -316,13 +317,13 @@ def test_fallback_after_more_than_failure_threshold_errors() -> None:
     state = AutoscalerState(replicas=2, last_active_at=0.0)
     replicas = []
     for t in range(1, 6):
-        d = hpa.poll(s, state, Observation(error=True), float(t))
+        d = keda.poll(s, state, Observation(error=True), float(t))
         state = d.state
         replicas.append(d.replicas)
     # errors 1..3 hold; the 4th (> failureThreshold) serves fallback.replicas
     assert replicas == [2, 2, 2, 6, 6]
     assert state.failures == 5
-    d = hpa.poll(s, state, Observation(active=True, metric_total=1), 6.0)
+    d = keda.poll(s, state, Observation(active=True, metric_total=1), 6.0)
     assert d.state.failures == 0  # one success resets the count
     assert d.replicas == 1
 
@@ -341,13 +342,13 @@ def test_fallback_after_more_than_failure_threshold_errors() -> None:
 def test_fallback_behaviors(behavior: str, current: int, expected: int) -> None:
     s = fast(fallback=Fallback(failure_threshold=0, replicas=3, behavior=behavior))  # type: ignore[arg-type]
     state = AutoscalerState(replicas=current, last_active_at=0.0)
-    assert hpa.poll(s, state, Observation(error=True), 1.0).replicas == expected
+    assert keda.poll(s, state, Observation(error=True), 1.0).replicas == expected
 
 
 def test_fallback_zero_replicas_lets_keda_scale_to_zero_after_cooldown() -> None:
     s = fast(fallback=Fallback(failure_threshold=5, replicas=0))
     state = AutoscalerState(replicas=1, last_active_at=0.0)
-    assert hpa.poll(s, state, Observation(error=True), 11.0).replicas == 0
+    assert keda.poll(s, state, Observation(error=True), 11.0).replicas == 0
 
 
 # --- ScaledObject parsing --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The local autoscaler's inputs: its settings and the generator's ScaledObject.
 
-Covers: ``AutoscalerSettings.from_env`` (defaults, overrides, a bad value named), and that
+Covers: ``AutoscalerSettings.from_env`` (defaults, overrides, a bad value named; every
+variable is in tests/unit/test_settings_env.py), and that
 the ScaledObject the k8s generator writes for each scaling strategy parses into the spec
 the autoscaler obeys (local timings, min/max from the scaling configuration, behavior,
 fallback, the trigger metadata KEDA sends to the scaler).
@@ -12,7 +13,8 @@ import pytest
 
 from oasis_keda.core.config import ScalingConfig
 from oasis_keda.core.registry import ModelRecord
-from oasis_keda.runtime.autoscaler import AutoscalerSettings, model_scaled_object, scaler_ref
+from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
+from oasis_keda.runtime.model_autoscaler import model_scaled_object, scaler_ref
 from oasis_keda.runtime.spec import parse_scaled_object
 
 
