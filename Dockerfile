@@ -41,7 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     OASIS_KEDA_STORAGE_DIR=/data
 
 # Warm the numba cache at build time: the oasislmf pipeline tools (gulmc, fmpy, summarypy,
-# ...) compile on first use, about 30 s each (DESIGN.md section 6). Write the built-in
+# ...) compile on first use, about 30 s each (docs/BENCHMARKS.md). Write the built-in
 # synthetic model with `oasis-keda model synth` and run it once end to end with
 # oasislmf, so every tool's compiled code lands in the cache. Worker pods copy the cache into
 # a writable emptyDir at start (their root filesystem is read-only). The cache is built by

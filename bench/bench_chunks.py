@@ -7,7 +7,7 @@ first), calling the worker's stage functions in this process as a long-lived wor
 - loss chunks, in-process pipeline (``worker.script``: oasislmf's chunk script interpreted
   in this process, tools' compiled code loaded once) and oasislmf's own bash pipeline (a
   process per tool per chunk). oasislmf's CLI also pays a fresh ``import oasislmf`` per
-  chunk (about 4.4 s here, DESIGN section 6), which neither of these pays.
+  chunk (about 4.4 s here: importing oasislmf in a fresh process), which neither of these pays.
 - lookup chunks (``prepare_keys_chunk`` x N + ``collect_keys``).
 
 Models: the built-in synthetic model, and PiWind when /work/shared/piwind is present (its
@@ -215,7 +215,7 @@ def run(settings: Settings) -> str:
                 f"median of {REPEATS} after a warm-up (warm numba cache), stage functions "
                 "called in one long-lived process as a worker does. Loss figures count the "
                 "chunks only (run preparation and the output step are once per analysis). "
-                "oasislmf's own CLI pays about 9 s per chunk here (DESIGN section 6: a fresh "
+                "oasislmf's own CLI pays about 9 s per chunk here (a fresh "
                 "`import oasislmf` of about 4.4 s plus a process per pipeline tool); the bash "
                 "rows show the second part alone."
             ),

@@ -13,7 +13,7 @@ calls over the scenario divided by RPCs; the health probe's PINGs are listed apa
 Activation: 100 trials of LPUSH to an idle model's queue -> ``true`` received on an open
 StreamIsActive stream (after each trial the queue is emptied and ``false`` awaited).
 
-Goals (issue 2): GetMetrics p99 <= 5 ms at >= 1,000 calls/s with one round trip per call;
+Goals: GetMetrics p99 <= 5 ms at >= 1,000 calls/s with one round trip per call;
 activation p99 <= 100 ms. Run alone: ``python -m bench scaler``.
 """
 

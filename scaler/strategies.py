@@ -1,4 +1,4 @@
-"""Desired workers for one model: the Oasis v2 scaling formulas (DESIGN.md section 3).
+"""Desired workers for one model: the Oasis v2 scaling formulas (docs/SCALER.md).
 
 Pure: (scaling configuration, model state) -> desired workers. No Redis, gRPC or clock here,
 so every rule is a table-driven unit test. Two rules beyond the Oasis formulas:

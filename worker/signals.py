@@ -10,7 +10,7 @@ done), and
 ``task_revoked``/``task_rejected`` (done). Celery signals are process-global, hence the one
 module-level state holder.
 
-The pod deletion cost (high while a task runs, low when idle; issue 5 "safe scale-in")
+The pod deletion cost (high while a task runs, low when idle, so that a scale-in takes idle pods first)
 hangs on the same running/done hooks rather than on ``task_prerun``/``task_postrun``: those
 run in the pool process, and a SIGKILLed prefork child never sends ``task_postrun``, which
 would leave the pod marked busy until the worker restarts; the main process sees that

@@ -2,7 +2,7 @@
 
 ``/server_info/`` must answer 200 without credentials and name the auth type ``simple``:
 the official client picks its login flow from it and fails to connect otherwise
-(OASIS_API.md section 1).
+(docs/API.md, "What the official client relies on").
 """
 
 from __future__ import annotations

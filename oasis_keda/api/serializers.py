@@ -1,4 +1,4 @@
-"""Records -> the JSON shapes of the Oasis v2 API (field lists of OASIS_API.md section 6).
+"""Records -> the JSON shapes of the Oasis v2 API (the platform's field lists; docs/API.md).
 
 Pure functions over records and plain values: no database session, no request. URLs are
 absolute, built from the ``base`` URL of the request (``http://host:port/``), or null when
@@ -147,7 +147,7 @@ def status_count(statuses: Iterable[str], *, analysis_status: str) -> dict[str, 
     total = sum(counts.values())
     if analysis_status == _GENERATING:
         # The client's V2 progress loop spins without polling once COMPLETED >= TOTAL
-        # while the status is still STARTED (OASIS_API.md section 4): keep one step open
+        # while the status is still STARTED (docs/API.md): keep one step open
         # until the status turns READY.
         total = max(total, 1)
         if counts[SubTaskStatus.COMPLETED.value] >= total:

@@ -36,7 +36,7 @@ class _Config(BaseModel):
 
 
 class ScalingConfig(_Config):
-    """How many workers a model's queue gets (see DESIGN.md section 3)."""
+    """How many workers a model's queue gets (the strategies: docs/SCALER.md)."""
 
     scaling_strategy: ScalingStrategy = ScalingStrategy.FIXED_WORKERS
     worker_count_fixed: StrictInt = Field(default=1, ge=0)

@@ -1,4 +1,4 @@
-"""Chunk planner (DESIGN.md section 3).
+"""Chunk planner: the Oasis v2 chunk counts and the clamps Oasis forgets.
 
 Covers: FIXED lookup clamp to rows; DYNAMIC lookup ceil and dynamic_chunks_max cap; FIXED
 loss clamp to events (and no clamp when unknown); DYNAMIC loss from number_of_events with the

@@ -1,4 +1,4 @@
-"""Scaling and chunking configuration schemas (DESIGN.md section 3).
+"""Scaling and chunking configuration schemas (fields, defaults and checks of the Oasis v2 API).
 
 Covers: Oasis defaults; integers only (no bools, floats or strings); >= 1 for chunk fields
 and chunks_per_worker, >= 0 for worker counts; min <= max; known enum values; unknown

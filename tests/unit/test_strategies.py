@@ -1,4 +1,4 @@
-"""Desired workers per strategy (DESIGN.md section 3), with the issue's seed examples.
+"""Desired workers per strategy (docs/SCALER.md), with the Oasis seed examples.
 
 Covers: idle -> worker_count_min; FIXED_WORKERS while busy and idle; QUEUE_LOAD m analyses
 -> m, capped; DYNAMIC_TASKS ceil(outstanding / chunks_per_worker), capped; the min floor;
