@@ -23,30 +23,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from oasis_keda.core import keys
 from oasis_keda.core.config import ChunkingConfig, parse_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.main_tasks import clear_main_task, set_main_task
 from oasis_keda.core.model_dir import ModelDir, ModelDirError, read_model_dir
 from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.stages import INPUTS, LOSSES, Job, StageSpec, spec_for, stage_of_status
+from oasis_keda.core.statuses import IN_PROGRESS, AnalysisStatus, SubTaskStatus
 from oasis_keda.core.storage import Storage
-from oasis_keda.core.store import (
-    Analysis,
-    AnalysisStatus,
-    Portfolio,
-    StoredFile,
-    SubTask,
-    SubTaskStatus,
-)
+from oasis_keda.core.store import Analysis, Portfolio, StoredFile, SubTask, utcnow
+from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
 from task_controller.canvas import build_canvas, plan_subtasks
 from task_controller.chunking import ChunkPlan, PlanError, plan_lookup, plan_losses
 from task_controller.errors import RequestError, StatusError
 from worker.app import broker_priority
-from worker.recording import (
-    cancel_unfinished,
-    clear_main_task,
-    set_main_task,
-    transition,
-    utcnow,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -258,13 +247,7 @@ class Controller:
             analysis = records.get_analysis(session, analysis_id)
             spec = stage_of_status(analysis.status)
             if spec is None:
-                active = {
-                    "INPUTS_GENERATION_QUEUED",
-                    "INPUTS_GENERATION_STARTED",
-                    "RUN_QUEUED",
-                    "RUN_STARTED",
-                }
-                raise StatusError(analysis.status, active)
+                raise StatusError(analysis.status, IN_PROGRESS)
             stage = records._main_task_stage(session, analysis, spec)
             if not transition(
                 session,

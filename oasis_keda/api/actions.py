@@ -14,7 +14,6 @@ from typing import Any
 
 from oasis_keda.api.context import ApiContext
 from oasis_keda.api.errors import NotFoundError, ServiceUnavailableError, ValidationFailedError
-from oasis_keda.core.store import AnalysisStatus
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +28,6 @@ ACTIONS: dict[str, str] = {
     "cancel_analysis_run": "cancel",
     "cancel_generate_inputs": "cancel",
 }
-
-BUSY_STATUSES = frozenset(
-    {
-        AnalysisStatus.INPUTS_GENERATION_QUEUED.value,
-        AnalysisStatus.INPUTS_GENERATION_STARTED.value,
-        AnalysisStatus.RUN_QUEUED.value,
-        AnalysisStatus.RUN_STARTED.value,
-    }
-)
 
 
 def _function(name: str) -> Callable[..., Any]:
