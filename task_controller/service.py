@@ -42,19 +42,6 @@ logger = logging.getLogger(__name__)
 DISPATCH_TASK = "oasis_keda.controller.dispatch"
 
 
-def events_for(model: ModelDir | None, settings: dict[str, Any] | None) -> int | None:
-    """``number_of_events`` of the event set the analysis settings choose (else the default)."""
-    if model is None:
-        return None
-    chosen = None
-    if isinstance(settings, dict):
-        model_settings = settings.get("model_settings")
-        if isinstance(model_settings, dict) and model_settings.get("event_set") is not None:
-            chosen = str(model_settings["event_set"])
-    event_set = model.event_set(chosen)
-    return None if event_set is None else event_set.number_of_events
-
-
 @dataclasses.dataclass(kw_only=True)
 class Controller:
     """Everything a request or a dispatch needs. Cheap to build; share one per process."""
@@ -198,8 +185,9 @@ class Controller:
         if analysis.settings is None:
             raise RequestError({"settings_file": "the analysis has no analysis settings"})
         model_dir = _model_dir(model)
+        events = model_dir.events_for(analysis.settings) if model_dir else None
         try:
-            plan_losses(self.chunking(analysis, model), events_for(model_dir, analysis.settings))
+            plan_losses(self.chunking(analysis, model), events)
         except PlanError as exc:
             raise RequestError({exc.field: exc.message}) from exc
         wants_il = any(analysis.settings.get(k) for k in ("il_output", "ri_output"))
@@ -230,7 +218,8 @@ class Controller:
             if analysis.settings is None:
                 raise RequestError({"settings_file": "the analysis has no analysis settings"})
             try:
-                events = events_for(_model_dir(model), analysis.settings)
+                model_dir = _model_dir(model)
+                events = model_dir.events_for(analysis.settings) if model_dir else None
                 plan_losses(self.chunking(analysis, model), events)
             except PlanError as exc:
                 raise RequestError({exc.field: exc.message}) from exc
@@ -376,7 +365,7 @@ class Controller:
             accounts_file=str(self.storage.abspath(accounts.path)) if accounts else None,
             settings_file=settings_file,
             input_dir=input_dir,
-            events=events_for(model_dir, analysis.settings) if model_dir else None,
+            events=model_dir.events_for(analysis.settings) if model_dir else None,
             options=options,
         )
 
