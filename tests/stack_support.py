@@ -17,8 +17,8 @@ from pathlib import Path
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.store import Analysis, SubTask
 from task_controller import records
-from task_controller.app import make_controller
-from task_controller.service import Controller
+from task_controller.dispatch import Dispatcher
+from task_controller.requests import Requests, make_requests
 
 #: Short leases and janitor periods so that crash recovery fits in a test.
 LEASE_TTL_S = 2.0
@@ -43,8 +43,13 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
         self.settings = Settings.from_env(self.env)
-        self.controller: Controller = make_controller(self.settings)
+        self.controller: Requests = make_requests(self.settings)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def dispatcher(self) -> Dispatcher:
+        """A Dispatcher over the same stores, to dispatch in this process."""
+        c = self.controller
+        return Dispatcher(sessions=c.sessions, client=c.client, storage=c.storage, app=c.app)
 
     def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"{name}.log"
@@ -104,6 +109,11 @@ class Stack:
         backend = self.controller.app.backend
         with contextlib.suppress(Exception):
             backend.result_consumer.stop()
+            # A canvas sent from this process (an in-process dispatch) leaves its chord's
+            # results pending; collected later, each would unsubscribe through a new
+            # connection that nothing closes. With the consumer stopped there is nothing to
+            # unsubscribe from.
+            backend.result_consumer._pubsub = None
         with contextlib.suppress(Exception):
             backend.client.connection_pool.disconnect()
         self.controller.app.close()

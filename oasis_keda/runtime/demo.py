@@ -314,7 +314,7 @@ async def _drive(
     """
     from rich.live import Live
 
-    from task_controller.app import make_controller
+    from task_controller.requests import make_requests as make_controller
 
     assert sup.client is not None
     await asyncio.to_thread(register_model, sup.client, config, model_dir)

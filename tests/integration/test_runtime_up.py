@@ -102,9 +102,9 @@ async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path:
         model = autoscaler.models[MODEL]
         assert model.state.replicas == 0  # idle model: no worker
 
-        from task_controller.app import make_controller
+        from task_controller.requests import make_requests
 
-        controller = make_controller(settings)
+        controller = make_requests(settings)
         ids = []
         for k in range(ANALYSES):
             analysis_id = controller.create_analysis(
@@ -233,9 +233,9 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         _wait_for_sync(
             lambda: "Running" in (tmp_path / "up.out").read_text(), "up to be running", 60
         )
-        from task_controller.app import make_controller
+        from task_controller.requests import make_requests
 
-        controller = make_controller(Settings.from_env(env))
+        controller = make_requests(Settings.from_env(env))
         ids = []
         for k in range(ANALYSES):
             analysis_id = controller.create_analysis(
