@@ -74,12 +74,7 @@ def _plan_losses(config: ChunkingConfig, job: Job) -> ChunkPlan:
     return plan_losses(config, job["events"])
 
 
-def _plan_noop(config: ChunkingConfig, job: Job) -> ChunkPlan:
-    chunks = int(job["options"].get("noop_chunks", 1))
-    return ChunkPlan(stage=job["stage"], strategy="FIXED_CHUNKS", chunks=chunks, basis=None)
-
-
-PLANNERS: dict[str, Planner] = {INPUTS: _plan_inputs, LOSSES: _plan_losses, "noop": _plan_noop}
+PLANNERS: dict[str, Planner] = {INPUTS: _plan_inputs, LOSSES: _plan_losses}
 
 
 def register_planner(stage: str, planner: Planner) -> None:
@@ -174,6 +169,8 @@ class Dispatcher:
         spec: StageSpec,
         options: dict[str, Any],
     ) -> Job:
+        """The job every sub-task of the stage gets: absolute paths and the run's settings
+        file, so that a worker never reads the registry or the records to find its input."""
         dirs = self.storage.run_dirs(analysis.id, analysis.run_number).create()
         model_dir = model_dir_of(model)
         settings = analysis.settings
@@ -213,7 +210,7 @@ class Dispatcher:
 
     def _plan(self, analysis: Analysis, model: ModelRecord, job: Job) -> ChunkPlan:
         planner = PLANNERS.get(job["stage"])
-        if planner is None:
+        if planner is None:  # a stage registered without its planner: refuse, not guess
             raise PlanError("stage", f"no planner for stage {job['stage']!r}")
         return planner(chunking_of(analysis, model), job)
 

@@ -227,7 +227,7 @@ def reconcile_main_tasks(
         spec = stage_in_progress(analysis)
         if spec is None:
             continue
-        stage = _main_task_stage(session, analysis, spec)
+        stage = main_task_stage(session, analysis, spec)
         wanted.setdefault(analysis.model_id, {})[main_task_field(analysis.id, stage)] = str(
             analysis.priority
         )
@@ -254,8 +254,10 @@ def reconcile_main_tasks(
     return added, removed
 
 
-def _main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:
-    # The noop benchmark stage shares the inputs statuses; its sub-tasks say which it is.
+def main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:
+    """The stage whose main-task mark an in-progress analysis holds."""
+    # A stage registered beside inputs and losses may share their statuses (the status
+    # names the real stage): the run's sub-tasks say which stage was dispatched.
     stage = session.scalar(
         select(SubTask.stage)
         .where(SubTask.analysis_id == analysis.id, SubTask.run_number == analysis.run_number)

@@ -140,6 +140,7 @@ class Requests:
                 "task_started": utcnow(),
                 "task_finished": None,
             }
+            # A new run of a stage forgets what its previous run produced.
             if stage == LOSSES:
                 values.update(
                     output_file_id=None,
@@ -164,6 +165,7 @@ class Requests:
                 raise StatusError(current.status, spec.allowed_from)
             run_number, priority = int(values["run_number"]), analysis.priority
             model_id = model.model_id
+        # Marked before it is sent, so the scaler never sees the main task's work without it.
         set_main_task(self.client, model_id, analysis_id, stage, priority)
         self.app.send_task(
             DISPATCH_TASK,
@@ -228,10 +230,10 @@ class Requests:
         """Cancel the stage in progress; queued and running sub-tasks are revoked."""
         with self.sessions.begin() as session:
             analysis = records.get_analysis(session, analysis_id)
-            spec = stage_of_status(analysis.status)
+            spec = stage_of_status(analysis.status)  # None: no stage in progress
             if spec is None:
                 raise StatusError(analysis.status, IN_PROGRESS)
-            stage = records._main_task_stage(session, analysis, spec)
+            stage = records.main_task_stage(session, analysis, spec)
             if not transition(
                 session,
                 analysis_id,
@@ -244,6 +246,8 @@ class Requests:
                 raise StatusError(analysis.status, spec.active)
             revoke = cancel_unfinished(session, analysis.id, analysis.run_number)
             model_id = analysis.model_id
+        # After the commit: a worker that takes a message of this run now finds it over and
+        # skips it, so a revoke that arrives late loses nothing.
         clear_main_task(self.client, model_id, analysis_id, stage)
         if revoke:
             self.app.control.revoke(revoke, terminate=True)

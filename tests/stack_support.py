@@ -1,5 +1,8 @@
 """Helpers for the controller/worker integration tests: real ``oasis-keda controller serve``
 and ``oasis-keda worker serve`` processes on the test Redis, a storage dir, a records DB.
+
+The processes run with the test hooks (``OASIS_KEDA_TEST_HOOKS=1``: the ``noop`` stage and
+the pauses, see :mod:`oasis_keda.testing`), and so does this process, which requests them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from oasis_keda import testing
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.store import Analysis, SubTask
 from task_controller import records
@@ -41,7 +45,9 @@ class Stack:
             "OASIS_KEDA_STORAGE_DIR": str(tmp_path / "storage"),
             "OASIS_KEDA_DATABASE_URL": f"sqlite:///{tmp_path / 'records.sqlite3'}",
             "PYTHONUNBUFFERED": "1",
+            testing.ENV_VAR: "1",
         }
+        testing.install()  # before this process makes its Celery app
         self.settings = Settings.from_env(self.env)
         self.controller: Requests = make_requests(self.settings)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []

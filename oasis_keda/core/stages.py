@@ -2,7 +2,8 @@
 
 PURE data shared by the controller (which plans and dispatches) and the workers (which run
 and record); the statuses are :mod:`oasis_keda.core.statuses`'. A stage is a fixed shape:
-steps before the chunks, N chunks (a chord header), steps after them.
+steps before the chunks, N chunks (a chord header), steps after them. Inputs and losses are
+the stages; :func:`register_stage` adds one for a process (only the test hooks do).
 """
 
 from __future__ import annotations
@@ -70,18 +71,19 @@ class StageSpec:
         )
 
 
-def _step(slug: str, name: str) -> Step:
+def step(slug: str, name: str) -> Step:
+    """A step whose Celery task is named after its slug."""
     return Step(slug=slug, name=name, task=TASK_PREFIX + slug.replace("-", "_"))
 
 
 INPUTS_SPEC: Final = StageSpec(
     stage=INPUTS,
-    before=(_step("prepare-input-generation-params", "Prepare input generation params"),),
-    chunk=_step("prepare-keys-file", "Prepare keys file"),
+    before=(step("prepare-input-generation-params", "Prepare input generation params"),),
+    chunk=step("prepare-keys-file", "Prepare keys file"),
     after=(
-        _step("collect-keys", "Collect keys"),
-        _step("write-input-files", "Write input files"),
-        _step("cleanup-input-generation", "Cleanup input generation"),
+        step("collect-keys", "Collect keys"),
+        step("write-input-files", "Write input files"),
+        step("cleanup-input-generation", "Cleanup input generation"),
     ),
     allowed_from=GENERATE_ALLOWED_FROM,
     queued=S.INPUTS_GENERATION_QUEUED.value,
@@ -93,11 +95,11 @@ INPUTS_SPEC: Final = StageSpec(
 
 LOSSES_SPEC: Final = StageSpec(
     stage=LOSSES,
-    before=(_step("prepare-losses-generation-directory", "Prepare losses generation directory"),),
-    chunk=_step("generate-losses-chunk", "Generate losses chunk"),
+    before=(step("prepare-losses-generation-directory", "Prepare losses generation directory"),),
+    chunk=step("generate-losses-chunk", "Generate losses chunk"),
     after=(
-        _step("generate-losses-output", "Generate losses output"),
-        _step("cleanup-losses-generation", "Cleanup losses generation"),
+        step("generate-losses-output", "Generate losses output"),
+        step("cleanup-losses-generation", "Cleanup losses generation"),
     ),
     allowed_from=RUN_ALLOWED_FROM,
     queued=S.RUN_QUEUED.value,
@@ -107,21 +109,18 @@ LOSSES_SPEC: Final = StageSpec(
     cancelled=S.RUN_CANCELLED.value,
 )
 
-#: A trivial stage with the same shape, for the sub-task overhead benchmark and canvas tests.
-NOOP_SPEC: Final = StageSpec(
-    stage="noop",
-    before=(_step("noop-prepare", "Noop prepare"),),
-    chunk=_step("noop-chunk", "Noop chunk"),
-    after=(_step("noop-collect", "Noop collect"), _step("noop-cleanup", "Noop cleanup")),
-    allowed_from=GENERATE_ALLOWED_FROM,
-    queued=S.INPUTS_GENERATION_QUEUED.value,
-    started=S.INPUTS_GENERATION_STARTED.value,
-    done=S.READY.value,
-    error=S.INPUTS_GENERATION_ERROR.value,
-    cancelled=S.INPUTS_GENERATION_CANCELLED.value,
-)
+#: Every stage by name: inputs and losses, and those registered beside them.
+SPECS: Final[dict[str, StageSpec]] = {spec.stage: spec for spec in (INPUTS_SPEC, LOSSES_SPEC)}
 
-SPECS: Final = {spec.stage: spec for spec in (INPUTS_SPEC, LOSSES_SPEC, NOOP_SPEC)}
+
+def register_stage(spec: StageSpec) -> None:
+    """Add a stage beside inputs and losses, for this process. Production registers none:
+    only the test hooks do (their trivial stage, see docs/CONTROLLER.md); a stage must be
+    registered in every process that requests, dispatches or runs it."""
+    existing = SPECS.get(spec.stage)
+    if existing is not None and existing != spec:
+        raise ValueError(f"another stage {spec.stage!r} is already registered")
+    SPECS[spec.stage] = spec
 
 
 def spec_for(stage: str) -> StageSpec:
@@ -163,4 +162,5 @@ class Job(TypedDict):
     """Losses: the inputs directory written by the generate run."""
     events: int | None
     options: dict[str, Any]
-    """Test and benchmark hooks (e.g. ``noop_fail_chunk``); empty in production."""
+    """Request options: ``then_run`` (generate-and-run); with the test hooks loaded, also
+    theirs (docs/CONTROLLER.md). Options nothing reads are ignored."""

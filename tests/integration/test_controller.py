@@ -17,7 +17,7 @@ import redis
 
 from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
-from oasis_keda.core.stages import NOOP_SPEC
+from oasis_keda.testing.noop_stage import NOOP_SPEC
 from task_controller.errors import StatusError
 from tests.stack_support import Stack, running_stack, wait_for
 
