@@ -1,4 +1,4 @@
-"""Speed-up of a PiWind full-portfolio analysis on 2 workers against 1 (issue 6 acceptance).
+"""Speed-up of a PiWind full-portfolio analysis on 2 workers against 1 (an acceptance check).
 
 What a user gets from a second worker: the same chunked analysis (8 lookup chunks, 10 loss
 chunks) on PiWind's full location file, through real ``oasis-keda controller serve`` and
