@@ -53,7 +53,3 @@ def install() -> None:
     register_bodies(pauses.pausing_bodies())  # after the noop bodies: they pause too
     add_dispatch_hook(pauses.dispatch_pause)
     _installed = True
-
-
-def installed() -> bool:
-    return _installed
