@@ -1,7 +1,7 @@
 """The analysis stages as Oasis names them: their sub-task slugs, task names and statuses.
 
 PURE data shared by the controller (which plans and dispatches) and the workers (which run
-and record); the statuses are :mod:`oasis_keda.core.statuses`'. A stage is a fixed shape:
+and record), with the statuses of :mod:`oasis_keda.core.statuses`. A stage is a fixed shape:
 steps before the chunks, N chunks (a chord header), steps after them. Inputs and losses are
 the stages; :func:`register_stage` adds one for a process (only the test hooks do).
 """
