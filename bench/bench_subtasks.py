@@ -1,9 +1,9 @@
 """Per-sub-task overhead of the task controller and Celery.
 
-A stage of trivial work (the ``noop`` stage: prepare, N chunks, collect, cleanup) is
-requested through the controller, exactly as generate/run are, with one real
-``oasis-keda controller serve`` and one ``oasis-keda worker serve`` process on the Redis of
-``settings``. Wall time from the request to READY covers the main task, planning, the
+A stage of trivial work (the ``noop`` stage of the test hooks, :mod:`oasis_keda.testing`:
+prepare, N chunks, collect, cleanup) is requested through the controller, exactly as
+generate/run are, with one real ``oasis-keda controller serve`` and one ``oasis-keda worker
+serve`` process on the Redis of ``settings``, both started with the test hooks. Wall time from the request to READY covers the main task, planning, the
 sub-task rows, the canvas, every message round trip, the records each sub-task writes
 (QUEUED, STARTED, COMPLETED with its log) and the chord join. Reported: ms per sub-task for
 a 50-chunk stage, and the marginal cost of one more chunk ((T50 - T1) / 49). Goal: <= 10 ms.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from oasis_keda import testing
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings
 
@@ -53,9 +54,9 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 def _stage_seconds(controller: object, analysis_id: int, chunks: int) -> float:
     from task_controller import records
-    from task_controller.service import Controller
+    from task_controller.requests import Requests
 
-    assert isinstance(controller, Controller)
+    assert isinstance(controller, Requests)
     start = time.perf_counter()
     controller.request(analysis_id, "noop", options={"noop_chunks": chunks})
     while True:
@@ -69,7 +70,9 @@ def _stage_seconds(controller: object, analysis_id: int, chunks: int) -> float:
 
 
 def measure(settings: Settings) -> dict[str, float]:
-    from task_controller.app import make_controller
+    from task_controller.requests import make_requests
+
+    testing.install()  # this process requests the noop stage
 
     model_id = f"bench-noop-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="oasis-keda-bench-") as tmp:
@@ -79,6 +82,7 @@ def measure(settings: Settings) -> dict[str, float]:
             "OASIS_KEDA_REDIS_URL": settings.redis_url,
             "OASIS_KEDA_STORAGE_DIR": str(root / "storage"),
             "OASIS_KEDA_DATABASE_URL": f"sqlite:///{root / 'records.sqlite3'}",
+            testing.ENV_VAR: "1",  # the controller and worker run the noop stage
         }
         local = Settings.from_env(env)
         client = redis.Redis.from_url(settings.redis_url)
@@ -88,7 +92,7 @@ def measure(settings: Settings) -> dict[str, float]:
             _start(["worker", "serve", "--model", model_id], env, root / "worker.log"),
         ]
         try:
-            controller = make_controller(local)
+            controller = make_requests(local)
             locations = root / "location.csv"
             locations.write_text("LocNumber\n1\n")
             analysis_id = controller.create_analysis(

@@ -1,14 +1,20 @@
-"""The task controller's Celery app: consumes main tasks from ``keys.CONTROLLER_QUEUE``.
+"""The task controller process's Celery app: consumes main tasks from ``keys.CONTROLLER_QUEUE``.
 
-A main task (``oasis_keda.controller.dispatch``) plans one stage of one analysis and sends
-its canvas onto the model's queue (see :mod:`task_controller.service`). The controller
-process also runs the :class:`~task_controller.janitor.Janitor`.
+Two main tasks: ``oasis_keda.controller.dispatch`` plans one stage of one analysis and sends
+its canvas onto the model's queue (:mod:`task_controller.dispatch`); ``request_run``, sent
+by a worker when a generate-and-run's inputs are READY, requests the losses stage
+(:mod:`task_controller.requests`). The controller process also runs the
+:class:`~task_controller.janitor.Janitor`, which calls :func:`reconcile` and restores the
+messages of :func:`janitor_queues`.
+
+:func:`add_dispatch_hook` adds a callable run before each dispatch, in the main task, with
+its lease held; production adds none (the test harness's pause, see docs/CONTROLLER.md).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from typing import Any
 
 from oasis_keda.core import keys
@@ -17,24 +23,42 @@ from oasis_keda.core.settings import Settings
 from oasis_keda.core.stages import LOSSES, REQUEST_RUN_TASK
 from oasis_keda.core.store import make_engine, make_session_factory
 from task_controller import records
+from task_controller.dispatch import DISPATCH_TASK, Dispatcher
 from task_controller.errors import RequestError
-from task_controller.service import DISPATCH_TASK, Controller
+from task_controller.requests import Requests
 from worker.app import WorkerContext, make_app, make_context
 
 logger = logging.getLogger(__name__)
 
+#: Called as ``hook(analysis_id, options)`` before each dispatch.
+DispatchHook = Callable[[int, dict[str, Any]], None]
+_DISPATCH_HOOKS: list[DispatchHook] = []
 
-def make_controller(settings: Settings, *, context: WorkerContext | None = None) -> Controller:
-    """A Controller with its own Celery app (worker tasks registered for the canvas)."""
+
+def add_dispatch_hook(hook: DispatchHook) -> None:
+    """Run ``hook`` before each dispatch of this process's controller tasks."""
+    if hook not in _DISPATCH_HOOKS:
+        _DISPATCH_HOOKS.append(hook)
+
+
+def make_dispatcher(settings: Settings, *, context: WorkerContext | None = None) -> Dispatcher:
+    """The controller process's Dispatcher, with its own Celery app: the worker tasks are
+    registered (for the canvas), and the controller's main tasks."""
     context = context or make_context(settings)
     app = make_app(settings, context=context)
-    controller = Controller(
+    dispatcher = Dispatcher(
         sessions=make_session_factory(make_engine(settings.effective_database_url)),
         client=context.client,
         storage=context.storage,
         app=app,
     )
-    app.oasis_controller = controller
+    # request_run asks for the losses stage like any other requester, over the same parts.
+    requests = Requests(
+        sessions=dispatcher.sessions,
+        client=dispatcher.client,
+        storage=dispatcher.storage,
+        app=app,
+    )
 
     # Main tasks hold leases like sub-tasks (LeasedRequest), so the janitor of another
     # controller replica, or of the next one, can restore those of a dead controller.
@@ -46,11 +70,9 @@ def make_controller(settings: Settings, *, context: WorkerContext | None = None)
         Request="worker.signals:LeasedRequest",
     )
     def dispatch(analysis_id: int, run_number: int, stage: str, options: dict[str, Any]) -> int:
-        pause_s = float(options.get("dispatch_pause_s", 0))
-        if pause_s > 0:  # test hook: a controller killed while it holds a main task
-            logger.info("dispatch of analysis %s paused %s s (test hook)", analysis_id, pause_s)
-            time.sleep(pause_s)
-        return controller.dispatch(analysis_id, run_number, stage, options)
+        for hook in _DISPATCH_HOOKS:
+            hook(analysis_id, options)
+        return dispatcher.dispatch(analysis_id, run_number, stage, options)
 
     @app.task(  # type: ignore[untyped-decorator]
         name=REQUEST_RUN_TASK,
@@ -61,22 +83,23 @@ def make_controller(settings: Settings, *, context: WorkerContext | None = None)
     )
     def request_run(analysis_id: int) -> int:
         try:
-            return controller.request(analysis_id, LOSSES)
+            return requests.request(analysis_id, LOSSES)
         except RequestError as exc:
             logger.error("analysis %s: run after inputs refused: %s", analysis_id, exc)
             return 0
 
-    return controller
+    return dispatcher
 
 
-def reconcile(controller: Controller) -> None:
-    model_ids = [m.model_id for m in Registry(controller.client).list()]
-    with controller.sessions.begin() as session:
-        added, removed = records.reconcile_main_tasks(session, controller.client, model_ids)
+def reconcile(dispatcher: Dispatcher) -> None:
+    """Make every model's main-task marks equal what the records say is in progress."""
+    model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
+    with dispatcher.sessions.begin() as session:
+        added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)
     if added or removed:
         logger.info("main tasks reconciled: %d added, %d removed", added, removed)
 
 
-def janitor_queues(controller: Controller) -> list[str]:
+def janitor_queues(dispatcher: Dispatcher) -> list[str]:
     """Queues whose abandoned messages the janitor restores: every model's, and its own."""
-    return [*(m.queue for m in Registry(controller.client).list()), keys.CONTROLLER_QUEUE]
+    return [*(m.queue for m in Registry(dispatcher.client).list()), keys.CONTROLLER_QUEUE]

@@ -1,7 +1,8 @@
 """Chunk planning: how many sub-tasks a lookup or loss stage is split into.
 
-PURE: (chunking configuration, location rows or event count) -> chunk count, exactly as
-DESIGN.md section 3 (the Oasis v2 rules) plus the clamps Oasis forgets: a FIXED lookup
+PURE: (chunking configuration, location rows or event count) -> chunk count, by the Oasis
+v2 rules (``FIXED_CHUNKS``: the configured count; ``DYNAMIC_CHUNKS``: rows or events divided
+by the configured number per chunk, rounded up) plus the clamps Oasis forgets: a FIXED lookup
 never has more chunks than rows, a FIXED loss run never more chunks than events, DYNAMIC
 counts are capped by ``dynamic_chunks_max``. Zero is a value, never "missing" (an Oasis
 bug): only ``None`` means unknown. Nothing here touches Redis, Celery, files or clocks, so

@@ -2,7 +2,8 @@
 status counts, cancel, and the reconciliation of the scaler's main-task HASH.
 
 Worker-side transitions (started, completed, failed, stage finished) live in
-:mod:`worker.recording`; both go through one records database.
+:mod:`worker.recording`; both move analyses through the core's compare-and-set status
+machine (:mod:`oasis_keda.core.store.transitions`) over one records database.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from oasis_keda.core import keys
-from oasis_keda.core.stages import SPECS, StageSpec, stage_of_status
+from oasis_keda.core.main_tasks import main_task_field
+from oasis_keda.core.stages import StageSpec, stage_of_status
+from oasis_keda.core.statuses import IN_PROGRESS, SubTaskStatus
 from oasis_keda.core.storage import Storage
-from oasis_keda.core.store import Analysis, StoredFile, SubTask, SubTaskStatus
+from oasis_keda.core.store import Analysis, StoredFile, SubTask, utcnow
 from task_controller.errors import AnalysisNotFoundError
-from worker.recording import main_task_field, utcnow
 
 STATUS_COUNT_KEYS = ("PENDING", "QUEUED", "STARTED", "COMPLETED", "CANCELLED", "ERROR")
 
@@ -205,8 +207,7 @@ def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
 
 def active_analyses(session: Session) -> list[Analysis]:
     """Analyses whose status says a stage is in progress."""
-    statuses = [s for spec in SPECS.values() for s in spec.active]
-    return list(session.scalars(select(Analysis).where(Analysis.status.in_(statuses))))
+    return list(session.scalars(select(Analysis).where(Analysis.status.in_(sorted(IN_PROGRESS)))))
 
 
 def stage_in_progress(analysis: Analysis) -> StageSpec | None:
@@ -226,7 +227,7 @@ def reconcile_main_tasks(
         spec = stage_in_progress(analysis)
         if spec is None:
             continue
-        stage = _main_task_stage(session, analysis, spec)
+        stage = main_task_stage(session, analysis, spec)
         wanted.setdefault(analysis.model_id, {})[main_task_field(analysis.id, stage)] = str(
             analysis.priority
         )
@@ -253,8 +254,10 @@ def reconcile_main_tasks(
     return added, removed
 
 
-def _main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:
-    # The noop benchmark stage shares the inputs statuses; its sub-tasks say which it is.
+def main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:
+    """The stage whose main-task mark an in-progress analysis holds."""
+    # A stage registered beside inputs and losses may share their statuses (the status
+    # names the real stage): the run's sub-tasks say which stage was dispatched.
     stage = session.scalar(
         select(SubTask.stage)
         .where(SubTask.analysis_id == analysis.id, SubTask.run_number == analysis.run_number)

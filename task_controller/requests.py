@@ -1,43 +1,299 @@
-"""Module-level request functions for callers that hold only :class:`Settings` (the REST API
-adapter ``oasis_keda.api.actions`` looks them up by name). Each refusal raises
-:class:`~task_controller.errors.RequestError` (``fields``: field -> message) before anything
-is queued.
+"""Requests on analyses: create, generate inputs, run losses, cancel. The request side of
+the task controller, run by whoever asks (the CLI, the REST API, the controller's own
+``request_run`` task for a generate-and-run); the controller process dispatches what they
+queue (:mod:`task_controller.dispatch`).
+
+Every refusal is a :class:`~task_controller.errors.RequestError` (``fields``: field ->
+message) raised before anything is written or queued. A generate or run request moves the
+analysis to ``*_QUEUED`` and bumps its run number in one compare-and-set, marks the main task
+in progress for the scaler, and sends the main task to the controller's queue. The
+module-level functions at the end serve callers that hold only :class:`Settings` (the REST
+API's :mod:`oasis_keda.api.actions`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+from pathlib import Path
+from typing import Any
 
+import redis
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from oasis_keda.core import keys
+from oasis_keda.core.config import ChunkingConfig, parse_config
+from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.main_tasks import clear_main_task, set_main_task
+from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.settings import Settings
-from oasis_keda.core.stages import INPUTS, LOSSES
-from task_controller.service import Controller
+from oasis_keda.core.stages import INPUTS, LOSSES, spec_for, stage_of_status
+from oasis_keda.core.statuses import IN_PROGRESS
+from oasis_keda.core.storage import Storage
+from oasis_keda.core.store import Analysis, Portfolio, make_engine, make_session_factory, utcnow
+from oasis_keda.core.store.transitions import cancel_unfinished, transition
+from task_controller import records
+from task_controller.analysis_config import chunking_of, events_of, model_dir_of, read_settings
+from task_controller.chunking import PlanError, plan_losses
+from task_controller.dispatch import DISPATCH_TASK
+from task_controller.errors import RequestError, StatusError
+from worker.app import WorkerContext, broker_priority, make_app, make_context
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Requests:
+    """Everything a request needs. Cheap to build; share one per process."""
+
+    sessions: sessionmaker[Session]
+    client: redis.Redis
+    storage: Storage
+    app: Celery
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.client)
+
+    # -- create --------------------------------------------------------------------------
+
+    def create_analysis(
+        self,
+        name: str,
+        *,
+        model_id: str,
+        location_file: Path,
+        accounts_file: Path | None = None,
+        settings_file: Path | None = None,
+        priority: int = 4,
+        chunking: dict[str, Any] | None = None,
+    ) -> int:
+        """A Portfolio (files copied into storage) and an Analysis in status NEW."""
+        self.registry.get(model_id)  # ModelNotFoundError names the model
+        if isinstance(priority, bool) or not 1 <= priority <= 10:
+            raise RequestError({"priority": f"must be an integer 1-10, got {priority!r}"})
+        for field, path in (
+            ("locations", location_file),
+            ("accounts", accounts_file),
+            ("settings", settings_file),
+        ):
+            if path is not None and not path.is_file():
+                raise RequestError({field: f"{path} is not a readable file"})
+        settings = read_settings(settings_file) if settings_file else None
+        if chunking is not None:
+            try:
+                chunking = parse_config(ChunkingConfig, chunking).to_json_dict()
+            except ConfigError as exc:
+                raise RequestError(exc.fields) from exc
+        with self.sessions.begin() as session:
+            portfolio = Portfolio(name=name)
+            portfolio.location_file_id = records.store_file(
+                session, self.storage, location_file, content_type="text/csv"
+            ).id
+            if accounts_file is not None:
+                portfolio.accounts_file_id = records.store_file(
+                    session, self.storage, accounts_file, content_type="text/csv"
+                ).id
+            session.add(portfolio)
+            session.flush()
+            analysis = Analysis(
+                name=name,
+                portfolio_id=portfolio.id,
+                model_id=model_id,
+                priority=priority,
+                settings=settings,
+                chunking_configuration=chunking,
+            )
+            if settings_file is not None:
+                analysis.settings_file_id = records.store_file(
+                    session, self.storage, settings_file, content_type="application/json"
+                ).id
+            session.add(analysis)
+            session.flush()
+            return analysis.id
+
+    # -- requests ------------------------------------------------------------------------
+
+    def generate(self, analysis_id: int) -> int:
+        return self.request(analysis_id, INPUTS)
+
+    def run(self, analysis_id: int) -> int:
+        return self.request(analysis_id, LOSSES)
+
+    def request(
+        self, analysis_id: int, stage: str, *, options: dict[str, Any] | None = None
+    ) -> int:
+        """Queue a stage; returns the new run number. Refusals happen before any write."""
+        spec = spec_for(stage)
+        with self.sessions.begin() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            if analysis.status not in spec.allowed_from:
+                raise StatusError(analysis.status, spec.allowed_from)
+            model = self._model(analysis.model_id)
+            if stage == LOSSES:
+                self._check_run(session, analysis, model)
+            values: dict[str, Any] = {
+                "run_number": analysis.run_number + 1,
+                "status": spec.queued,
+                "task_started": utcnow(),
+                "task_finished": None,
+            }
+            # A new run of a stage forgets what its previous run produced.
+            if stage == LOSSES:
+                values.update(
+                    output_file_id=None,
+                    run_traceback_file_id=None,
+                    num_events_total=0,
+                    num_events_complete=0,
+                )
+            else:
+                values.update(
+                    input_file_id=None,
+                    lookup_success_file_id=None,
+                    lookup_errors_file_id=None,
+                    lookup_validation_file_id=None,
+                    input_generation_traceback_file_id=None,
+                )
+            # Compare-and-set: two requests at once queue the stage once.
+            if not transition(
+                session, analysis_id, analysis.run_number, {analysis.status}, **values
+            ):
+                current = records.get_analysis(session, analysis_id)
+                session.refresh(current)
+                raise StatusError(current.status, spec.allowed_from)
+            run_number, priority = int(values["run_number"]), analysis.priority
+            model_id = model.model_id
+        # Marked before it is sent, so the scaler never sees the main task's work without it.
+        set_main_task(self.client, model_id, analysis_id, stage, priority)
+        self.app.send_task(
+            DISPATCH_TASK,
+            args=(analysis_id, run_number, stage, options or {}),
+            queue=keys.CONTROLLER_QUEUE,
+            priority=broker_priority(priority),
+            ignore_result=True,  # no result wanted: the sender does not subscribe to one
+        )
+        logger.info("analysis %s: %s requested (run %s)", analysis_id, stage, run_number)
+        return run_number
+
+    def _model(self, model_id: str) -> ModelRecord:
+        try:
+            return self.registry.get(model_id)
+        except ModelNotFoundError as exc:
+            raise RequestError({"model": str(exc)}) from exc
+
+    def _check_run(self, session: Session, analysis: Analysis, model: ModelRecord) -> None:
+        if analysis.input_file_id is None:
+            raise RequestError({"input_file": "no input files: generate inputs first"})
+        if analysis.settings is None:
+            raise RequestError({"settings_file": "the analysis has no analysis settings"})
+        events = events_of(model_dir_of(model), analysis)
+        try:
+            plan_losses(chunking_of(analysis, model), events)
+        except PlanError as exc:
+            raise RequestError({exc.field: exc.message}) from exc
+        wants_il = any(analysis.settings.get(k) for k in ("il_output", "ri_output"))
+        if wants_il and analysis.portfolio.accounts_file_id is None:
+            raise RequestError(
+                {
+                    "accounts_file": "the analysis settings ask for insured losses (il_output) "
+                    "but the portfolio has no accounts file"
+                }
+            )
+        portfolio = analysis.portfolio
+        if analysis.settings.get("ri_output") and (
+            portfolio.reinsurance_info_file_id is None
+            or portfolio.reinsurance_scope_file_id is None
+        ):
+            raise RequestError(
+                {
+                    "ri_output": "the analysis settings ask for reinsurance losses but the "
+                    "portfolio has no reinsurance info and scope files"
+                }
+            )
+
+    def check_can_run_after_generate(self, analysis_id: int) -> None:
+        """Refuse generate-and-run at once when the run would be refused later."""
+        with self.sessions.begin() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            model = self._model(analysis.model_id)
+            if analysis.settings is None:
+                raise RequestError({"settings_file": "the analysis has no analysis settings"})
+            try:
+                events = events_of(model_dir_of(model), analysis)
+                plan_losses(chunking_of(analysis, model), events)
+            except PlanError as exc:
+                raise RequestError({exc.field: exc.message}) from exc
+
+    def cancel(self, analysis_id: int) -> list[str]:
+        """Cancel the stage in progress; queued and running sub-tasks are revoked."""
+        with self.sessions.begin() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            spec = stage_of_status(analysis.status)  # None: no stage in progress
+            if spec is None:
+                raise StatusError(analysis.status, IN_PROGRESS)
+            stage = records.main_task_stage(session, analysis, spec)
+            if not transition(
+                session,
+                analysis_id,
+                analysis.run_number,
+                spec.active,
+                status=spec.cancelled,
+                task_finished=utcnow(),
+            ):
+                session.refresh(analysis)
+                raise StatusError(analysis.status, spec.active)
+            revoke = cancel_unfinished(session, analysis.id, analysis.run_number)
+            model_id = analysis.model_id
+        # After the commit: a worker that takes a message of this run now finds it over and
+        # skips it, so a revoke that arrives late loses nothing.
+        clear_main_task(self.client, model_id, analysis_id, stage)
+        if revoke:
+            self.app.control.revoke(revoke, terminate=True)
+        logger.info("analysis %s: cancelled, %d sub-tasks revoked", analysis_id, len(revoke))
+        return revoke
+
+
+def make_requests(settings: Settings, *, context: WorkerContext | None = None) -> Requests:
+    """Requests over the records DB, Redis and storage of ``settings``, with a Celery app
+    that can send main tasks and revoke sub-tasks."""
+    context = context or make_context(settings)
+    return Requests(
+        sessions=make_session_factory(make_engine(settings.effective_database_url)),
+        client=context.client,
+        storage=context.storage,
+        app=make_app(settings, context=context),
+    )
+
+
+# -- for callers holding only Settings (the REST API) -------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
-def controller_for(settings: Settings) -> Controller:
-    from task_controller.app import make_controller
-
-    return make_controller(settings)
+def requests_for(settings: Settings) -> Requests:
+    """One :class:`Requests` per settings, built on first use."""
+    return make_requests(settings)
 
 
 def generate_inputs(analysis_id: int, *, settings: Settings) -> int:
     """POST generate_inputs: status -> INPUTS_GENERATION_QUEUED; returns the run number."""
-    return controller_for(settings).request(analysis_id, INPUTS)
+    return requests_for(settings).request(analysis_id, INPUTS)
 
 
 def run(analysis_id: int, *, settings: Settings) -> int:
     """POST run: status -> RUN_QUEUED (DYNAMIC loss chunking without an event count is
     refused here); returns the run number."""
-    return controller_for(settings).request(analysis_id, LOSSES)
+    return requests_for(settings).request(analysis_id, LOSSES)
 
 
 def generate_and_run(analysis_id: int, *, settings: Settings) -> int:
     """Generate inputs, then run losses as soon as the inputs are READY."""
-    controller = controller_for(settings)
-    controller.check_can_run_after_generate(analysis_id)
-    return controller.request(analysis_id, INPUTS, options={"then_run": True})
+    requests = requests_for(settings)
+    requests.check_can_run_after_generate(analysis_id)
+    return requests.request(analysis_id, INPUTS, options={"then_run": True})
 
 
 def cancel(analysis_id: int, *, settings: Settings) -> list[str]:
     """Cancel the stage in progress: *_CANCELLED, queued and running sub-tasks revoked."""
-    return controller_for(settings).cancel(analysis_id)
+    return requests_for(settings).cancel(analysis_id)

@@ -1,5 +1,8 @@
 """Helpers for the controller/worker integration tests: real ``oasis-keda controller serve``
 and ``oasis-keda worker serve`` processes on the test Redis, a storage dir, a records DB.
+
+The processes run with the test hooks (``OASIS_KEDA_TEST_HOOKS=1``: the ``noop`` stage and
+the pauses, see :mod:`oasis_keda.testing`), and so does this process, which requests them.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from oasis_keda import testing
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.store import Analysis, SubTask
 from task_controller import records
-from task_controller.app import make_controller
-from task_controller.service import Controller
+from task_controller.dispatch import Dispatcher
+from task_controller.requests import Requests, make_requests
 
 #: Short leases and janitor periods so that crash recovery fits in a test.
 LEASE_TTL_S = 2.0
@@ -41,10 +45,17 @@ class Stack:
             "OASIS_KEDA_STORAGE_DIR": str(tmp_path / "storage"),
             "OASIS_KEDA_DATABASE_URL": f"sqlite:///{tmp_path / 'records.sqlite3'}",
             "PYTHONUNBUFFERED": "1",
+            testing.ENV_VAR: "1",
         }
+        testing.install()  # before this process makes its Celery app
         self.settings = Settings.from_env(self.env)
-        self.controller: Controller = make_controller(self.settings)
+        self.controller: Requests = make_requests(self.settings)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def dispatcher(self) -> Dispatcher:
+        """A Dispatcher over the same stores, to dispatch in this process."""
+        c = self.controller
+        return Dispatcher(sessions=c.sessions, client=c.client, storage=c.storage, app=c.app)
 
     def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"{name}.log"
@@ -104,6 +115,11 @@ class Stack:
         backend = self.controller.app.backend
         with contextlib.suppress(Exception):
             backend.result_consumer.stop()
+            # A canvas sent from this process (an in-process dispatch) leaves its chord's
+            # results pending; collected later, each would unsubscribe through a new
+            # connection that nothing closes. With the consumer stopped there is nothing to
+            # unsubscribe from.
+            backend.result_consumer._pubsub = None
         with contextlib.suppress(Exception):
             backend.client.connection_pool.disconnect()
         self.controller.app.close()

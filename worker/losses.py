@@ -3,7 +3,7 @@
 The run directory (``RUN``) is prepared once (``generate_losses_dir``); chunk k of N is
 oasislmf's partial run with process number k of max N, which writes ``RUN/k.work``; the
 output step merges every ``k.work`` into ``RUN/work`` (oasislmf's output step reads only
-``work``: DESIGN section 6) and writes the ORD outputs.
+``work``) and writes the ORD outputs.
 
 Three choices keep chunks equal to the unchunked run: the stored analysis settings always
 carry an explicit ``number_of_samples`` (otherwise chunks after the first run with 0); a
@@ -40,13 +40,6 @@ logger = logging.getLogger(__name__)
 SETTINGS_NAME = "analysis_settings.json"
 DEFAULT_SAMPLES = 10
 COMPLETE_MARKER = ".chunk-complete"
-
-
-def event_count(model: ModelDir, analysis_settings: dict[str, Any]) -> int | None:
-    """``number_of_events`` of the chosen event set, or None if the model does not say."""
-    chosen = (analysis_settings.get("model_settings") or {}).get("event_set")
-    event_set = model.event_set(str(chosen) if chosen is not None else None)
-    return event_set.number_of_events if event_set is not None else None
 
 
 def _model_settings(model: ModelDir) -> dict[str, Any]:

@@ -1,18 +1,18 @@
 """Sub-task and analysis records as the workers move them (I/O: records DB and Redis).
 
-Every transition is one database transaction that first checks the analysis is still on the
-same run and still in progress, so a late or redelivered message of a cancelled, failed or
-superseded run never moves the analysis back. The per-model main-task HASH the scaler reads
-(``keys.main_tasks``) is cleared here when a stage ends, and announced on the model's
-activity channel; the controller's janitor repairs it after a crash between the two.
+The worker side of the analysis status machine (:mod:`oasis_keda.core.store.transitions`):
+a sub-task starts, completes, is retried, fails, or finishes its stage. Every transition is
+one database transaction that first checks the analysis is still on the same run and still
+in progress, so a late or redelivered message of a cancelled, failed or superseded run never
+moves the analysis back. When a stage ends here its main-task mark for the scaler is
+cleared (:mod:`oasis_keda.core.main_tasks`); the controller's janitor repairs the mark after
+a crash between the two.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +20,20 @@ import redis
 from sqlalchemy import case, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.core import keys
+from oasis_keda.core.main_tasks import clear_main_task
 from oasis_keda.core.stages import spec_for
+from oasis_keda.core.statuses import SUBTASK_FINAL, AnalysisStatus, SubTaskStatus
 from oasis_keda.core.storage import Storage
-from oasis_keda.core.store import Analysis, StoredFile, SubTask, SubTaskStatus, make_engine
+from oasis_keda.core.store import Analysis, StoredFile, SubTask, make_engine, utcnow
 from oasis_keda.core.store import make_session_factory as _make_session_factory
-
-logger = logging.getLogger(__name__)
-
-FINAL = frozenset(
-    {SubTaskStatus.COMPLETED.value, SubTaskStatus.ERROR.value, SubTaskStatus.CANCELLED.value}
+from oasis_keda.core.store.transitions import (
+    cancel_subtask,
+    cancel_unfinished,
+    rowcount,
+    transition,
 )
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def main_task_field(analysis_id: int, stage: str) -> str:
-    return f"{analysis_id}:{stage}"
-
-
-def set_main_task(
-    client: redis.Redis, model_id: str, analysis_id: int, stage: str, priority: int
-) -> None:
-    """Mark a main task in progress for the scaler, and wake it."""
-    with client.pipeline() as pipe:
-        pipe.hset(keys.main_tasks(model_id), main_task_field(analysis_id, stage), str(priority))
-        pipe.publish(keys.activity_channel(model_id), "main-task")
-        pipe.execute()
-
-
-def clear_main_task(client: redis.Redis, model_id: str, analysis_id: int, stage: str) -> None:
-    """The stage ended (in any way): the scaler stops counting it."""
-    with client.pipeline() as pipe:
-        pipe.hdel(keys.main_tasks(model_id), main_task_field(analysis_id, stage))
-        pipe.publish(keys.activity_channel(model_id), "main-task")
-        pipe.execute()
+logger = logging.getLogger(__name__)
 
 
 def _sqlite_normal_sync(dbapi_conn: Any, _record: Any) -> None:
@@ -120,7 +97,7 @@ class Recorder:
             # One conditional UPDATE checks that the run is still in progress and moves a
             # queued analysis to *_STARTED; it also takes SQLite's write lock, so nothing
             # can change the analysis until this transaction commits.
-            active = _transition(
+            active = transition(
                 session,
                 sub.analysis_id,
                 sub.run_number,
@@ -128,7 +105,7 @@ class Recorder:
                 status=case((Analysis.status == spec.queued, spec.started), else_=Analysis.status),
             )
             if not active:
-                _cancel_subtask(session, subtask_id)
+                cancel_subtask(session, subtask_id)
                 return False
             if sub.status == SubTaskStatus.COMPLETED.value:
                 # Redelivered after it completed (killed before the ack): the chunk writes
@@ -137,7 +114,7 @@ class Recorder:
             now = utcnow()
             started = session.execute(
                 update(SubTask)
-                .where(SubTask.id == subtask_id, SubTask.status.not_in(list(FINAL)))
+                .where(SubTask.id == subtask_id, SubTask.status.not_in(list(SUBTASK_FINAL)))
                 .values(
                     status=SubTaskStatus.STARTED.value,
                     start_time=now,
@@ -150,7 +127,7 @@ class Recorder:
                 )
                 .execution_options(synchronize_session=False)
             )
-            return _rowcount(started) == 1  # 0: cancelled meanwhile
+            return rowcount(started) == 1  # 0: cancelled meanwhile
 
     def complete(self, subtask_id: int, *, output_log: str, events_share: bool = False) -> None:
         with self.sessions.begin() as session:
@@ -179,7 +156,7 @@ class Recorder:
     def retry(self, subtask_id: int, *, message: str, retries: int) -> None:
         with self.sessions.begin() as session:
             sub = session.get(SubTask, subtask_id)
-            if sub is None or sub.status in FINAL:
+            if sub is None or sub.status in SUBTASK_FINAL:
                 return
             sub.status = SubTaskStatus.QUEUED.value
             sub.retry_count = retries
@@ -206,7 +183,7 @@ class Recorder:
             )
             spec = spec_for(sub.stage)
             analysis_id, run_number, stage = sub.analysis_id, sub.run_number, sub.stage
-            if not _transition(
+            if not transition(
                 session, analysis_id, run_number, spec.active, status=spec.error, task_finished=now
             ):
                 return []  # the run was already over
@@ -215,7 +192,7 @@ class Recorder:
             )
             field = (
                 "run_traceback_file_id"
-                if spec.error == "RUN_ERROR"
+                if spec.error == AnalysisStatus.RUN_ERROR.value
                 else "input_generation_traceback_file_id"
             )
             session.execute(
@@ -243,9 +220,9 @@ class Recorder:
             analysis_id, run_number, stage = sub.analysis_id, sub.run_number, sub.stage
             now = utcnow()
             values: dict[str, Any] = {"status": spec.done, "task_finished": now}
-            if spec.done == "RUN_COMPLETED":
+            if spec.done == AnalysisStatus.RUN_COMPLETED.value:
                 values["num_events_complete"] = Analysis.num_events_total
-            if not _transition(session, analysis_id, run_number, spec.active, **values):
+            if not transition(session, analysis_id, run_number, spec.active, **values):
                 return False  # cancelled or failed meanwhile: nothing is reported complete
             file_ids = {attr: self._store(session, path).id for attr, path in (files or {}).items()}
             if file_ids:
@@ -297,65 +274,3 @@ class Recorder:
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)
         return self._store(session, path)
-
-
-def cancel_unfinished(
-    session: Session, analysis_id: int, run_number: int, *, except_id: int | None = None
-) -> list[str]:
-    """Mark the run's unfinished sub-tasks CANCELLED; return their Celery task ids."""
-    rows = session.execute(
-        select(SubTask.id, SubTask.task_id).where(
-            SubTask.analysis_id == analysis_id,
-            SubTask.run_number == run_number,
-            SubTask.status.not_in(list(FINAL)),
-            SubTask.id != (except_id if except_id is not None else -1),
-        )
-    ).all()
-    if not rows:
-        return []
-    session.execute(
-        update(SubTask)
-        .where(SubTask.id.in_([r.id for r in rows]), SubTask.status.not_in(list(FINAL)))
-        .values(status=SubTaskStatus.CANCELLED.value, end_time=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return [r.task_id for r in rows if r.task_id]
-
-
-def transition(
-    session: Session,
-    analysis_id: int,
-    run_number: int,
-    expected: Iterable[str],
-    /,
-    **values: Any,
-) -> bool:
-    """Compare-and-set an analysis: change it only if it is still on ``run_number`` in one
-    of the ``expected`` statuses. True if it changed."""
-    result = session.execute(
-        update(Analysis)
-        .where(
-            Analysis.id == analysis_id,
-            Analysis.run_number == run_number,
-            Analysis.status.in_(list(expected)),
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return _rowcount(result) == 1
-
-
-_transition = transition
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _cancel_subtask(session: Session, subtask_id: int) -> None:
-    session.execute(
-        update(SubTask)
-        .where(SubTask.id == subtask_id, SubTask.status.not_in(list(FINAL)))
-        .values(status=SubTaskStatus.CANCELLED.value, end_time=utcnow())
-        .execution_options(synchronize_session=False)
-    )

@@ -9,7 +9,11 @@ paths (deterministic, so a re-run chunk reports the same result to the chord).
 Error policy: an :class:`~worker.errors.InputError` fails the sub-task at once (the analysis
 ends in ``*_ERROR`` with the message in the sub-task's ``error_log``); a
 :class:`~worker.errors.TransientError` is retried ``MAX_RETRIES`` times with a backoff; any
-other exception once (``UNEXPECTED_RETRIES``), then fails with its traceback. A sub-task whose run is over (cancelled, failed, superseded) is skipped.
+other exception once (``UNEXPECTED_RETRIES``), then fails with its traceback. A sub-task
+whose run is over (cancelled, failed, superseded) is skipped.
+
+Each registered stage's steps become tasks when an app is made, with their bodies looked up
+by step slug in :data:`BODIES`; only the test hooks add bodies (:func:`register_bodies`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ import json
 import logging
 import shutil
 import tarfile
-import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,10 +36,9 @@ from oasis_keda.core import keys
 from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from oasis_keda.core.stages import (
     INPUTS,
-    INPUTS_SPEC,
     LOSSES_SPEC,
-    NOOP_SPEC,
     REQUEST_RUN_TASK,
+    SPECS,
     TASK_PREFIX,
     Job,
     StageSpec,
@@ -89,7 +91,7 @@ class SubTaskTask(Task):  # type: ignore[misc]
     step_slug = ""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        job, subtask_id = _job_and_id(args)
+        job, subtask_id = job_and_id(args)
         recorder = self.app.oasis.recorder
         request = self.request
         if not recorder.begin(
@@ -109,7 +111,6 @@ class SubTaskTask(Task):  # type: ignore[misc]
                     job["run_number"],
                 )
                 result = self.run(*args, **kwargs)
-                _pause_after(job, self._slug(args))
                 logger.info("%s completed", self.name)
             except (Retry, Ignore):
                 raise
@@ -150,11 +151,6 @@ class SubTaskTask(Task):  # type: ignore[misc]
                 )
         return result
 
-    def _slug(self, args: tuple[Any, ...]) -> str:
-        if self.is_chunk and len(args) >= 3:
-            return f"{self.step_slug}-{args[2]}"
-        return str(self.step_slug)
-
     def _fail(self, subtask_id: int, exc: BaseException, output_log: str) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, InputError):
@@ -178,22 +174,9 @@ def _bounded(log: str) -> str:
     return f"{log[:half]}\n[... {len(log) - 2 * half} characters left out ...]\n{log[-half:]}"
 
 
-def _pause_after(job: Job, slug: str) -> None:
-    """Test hook (``options["pause_after_s"][slug]``): hold a sub-task after its work is
-    done and before it is acknowledged, with a ``.paused-<slug>`` marker in the run dir, so
-    that tests can kill a worker at exactly that point."""
-    seconds = float((job["options"].get("pause_after_s") or {}).get(slug, 0))
-    if seconds <= 0:
-        return
-    marker = Path(job["run_root"]) / f".paused-{slug}"
-    marker.write_text(str(seconds))
-    logger.info("%s: pausing %s s after its work (test hook)", slug, seconds)
-    time.sleep(seconds)
-    marker.unlink(missing_ok=True)
-
-
-def _job_and_id(args: tuple[Any, ...]) -> tuple[Job, int]:
-    # (job, id, ...) or (previous_result, job, id)
+def job_and_id(args: tuple[Any, ...]) -> tuple[Job, int]:
+    """The job and sub-task id of a step's arguments: ``(job, id, ...)`` or
+    ``(previous_result, job, id)``."""
     if args and isinstance(args[0], dict) and "analysis_id" in args[0]:
         job, subtask_id = args[0], args[1]
     else:
@@ -364,40 +347,7 @@ def cleanup_losses_generation(output_dir: str, job: Job, subtask_id: int) -> dic
     return {"output_file_id": str(archive)}
 
 
-# -- trivial stage (benchmark, canvas tests) -----------------------------------------------
-
-
-def noop_prepare(job: Job, subtask_id: int) -> None:
-    print(f"noop stage of analysis {job['analysis_id']}: {job['num_chunks']} chunks")
-
-
-def noop_chunk(job: Job, subtask_id: int, chunk_index: int) -> int:
-    fail_chunk = job["options"].get("noop_fail_chunk")
-    sleep_s = float(job["options"].get("noop_sleep_s", 0))
-    if sleep_s:
-        print(f"noop chunk {chunk_index} sleeping {sleep_s} s")
-        time.sleep(sleep_s)
-    transient = int(job["options"].get("noop_transient_failures", 0))
-    if transient:
-        # Fails the first ``transient`` attempts of chunk 1 with a TransientError.
-        counter = Path(job["run_root"]) / f".noop-attempts-{chunk_index}"
-        attempts = int(counter.read_text()) if counter.exists() else 0
-        counter.write_text(str(attempts + 1))
-        if chunk_index == 1 and attempts < transient:
-            raise TransientError(f"noop chunk 1 attempt {attempts + 1} failed on purpose")
-    if fail_chunk == chunk_index:
-        raise InputError(f"noop chunk {chunk_index} was told to fail")
-    return chunk_index
-
-
-def noop_collect(results: list[int], job: Job, subtask_id: int) -> int:
-    return len(results)
-
-
-def noop_cleanup(count: int, job: Job, subtask_id: int) -> None:
-    logger.info("noop stage collected %s chunks", count)
-
-
+#: Step bodies by step slug: every stage's steps must have one when the app is made.
 BODIES: dict[str, Callable[..., Any]] = {
     fn.__name__.replace("_", "-"): fn
     for fn in (
@@ -410,17 +360,20 @@ BODIES: dict[str, Callable[..., Any]] = {
         generate_losses_chunk,
         generate_losses_output,
         cleanup_losses_generation,
-        noop_prepare,
-        noop_chunk,
-        noop_collect,
-        noop_cleanup,
     )
 }
 
 
+def register_bodies(bodies: Mapping[str, Callable[..., Any]]) -> None:
+    """Add or replace step bodies by slug, for the apps this process makes from now on.
+    Production adds none: the test hooks add their stage's and wrap the others
+    (docs/CONTROLLER.md)."""
+    BODIES.update(bodies)
+
+
 def register_tasks(app: Celery) -> None:
-    """Register every stage step of every stage spec as a task of ``app``."""
-    for spec in (INPUTS_SPEC, LOSSES_SPEC, NOOP_SPEC):
+    """Register every step of every registered stage as a task of ``app``."""
+    for spec in SPECS.values():
         _register_spec(app, spec)
 
 

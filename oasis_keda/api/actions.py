@@ -1,26 +1,26 @@
 """The one place the API hands generate / run / cancel requests to the task controller.
 
-The controller owns status transitions, chunk planning and dispatch (OASIS_API.md section
-5); the API only translates its refusals into DRF-style 400 bodies. Keeping the adapter
-here means no route knows the controller's function names.
+The controller owns status transitions, chunk planning and dispatch: it refuses a request
+the analysis's status does not allow (inputs may be generated from any status but a stage
+in progress, losses run once inputs are READY or after an earlier run ended), and one it
+could not plan. The API only translates those refusals into DRF-style 400 bodies. Keeping
+the adapter here means no route knows the controller's functions. The controller is
+imported on the first action, not with the API, so the API starts without Celery.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from oasis_keda.api.context import ApiContext
-from oasis_keda.api.errors import NotFoundError, ServiceUnavailableError, ValidationFailedError
-from oasis_keda.core.store import AnalysisStatus
+from oasis_keda.api.errors import NotFoundError, ValidationFailedError
+from oasis_keda.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CONTROLLER_MODULE = "task_controller.requests"
-
-#: API action path -> controller function name.
+#: API action path -> the task controller request it makes
+#: (a function of :mod:`task_controller.requests`).
 ACTIONS: dict[str, str] = {
     "generate_inputs": "generate_inputs",
     "run": "run",
@@ -30,35 +30,27 @@ ACTIONS: dict[str, str] = {
     "cancel_generate_inputs": "cancel",
 }
 
-BUSY_STATUSES = frozenset(
-    {
-        AnalysisStatus.INPUTS_GENERATION_QUEUED.value,
-        AnalysisStatus.INPUTS_GENERATION_STARTED.value,
-        AnalysisStatus.RUN_QUEUED.value,
-        AnalysisStatus.RUN_STARTED.value,
-    }
-)
 
+def _call(name: str, analysis_id: int, settings: Settings) -> None:
+    from task_controller import requests
 
-def _function(name: str) -> Callable[..., Any]:
-    try:
-        module = importlib.import_module(CONTROLLER_MODULE)
-    except ModuleNotFoundError as exc:
-        raise ServiceUnavailableError("The task controller is not installed.") from exc
-    func = getattr(module, ACTIONS[name], None)
-    if func is None:
-        raise ServiceUnavailableError(f"The task controller has no {name!r} request.")
-    result: Callable[..., Any] = func
-    return result
+    match ACTIONS[name]:
+        case "generate_inputs":
+            requests.generate_inputs(analysis_id, settings=settings)
+        case "run":
+            requests.run(analysis_id, settings=settings)
+        case "generate_and_run":
+            requests.generate_and_run(analysis_id, settings=settings)
+        case "cancel":
+            requests.cancel(analysis_id, settings=settings)
 
 
 def perform(ctx: ApiContext, name: str, analysis_id: int, *, options: Mapping[str, str]) -> None:
     """Ask the controller to do ``name`` for the analysis; refusals become 400, unknown 404."""
     from task_controller.errors import AnalysisNotFoundError, RequestError
 
-    func = _function(name)
     try:
-        func(analysis_id, settings=ctx.settings.core)
+        _call(name, analysis_id, ctx.settings.core)
     except RequestError as exc:
         raise ValidationFailedError(
             {

@@ -27,6 +27,7 @@ from oasis_keda.api.uploads import receive_checked, serve
 from oasis_keda.api.validation import body_dict
 from oasis_keda.core.config import ChunkingConfig, parse_config, update_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.statuses import IN_PROGRESS
 from oasis_keda.core.store import Analysis, StoredFile
 
 router = APIRouter(prefix="/v2/analyses", tags=["analyses"], dependencies=[Depends(require_user)])
@@ -109,7 +110,7 @@ def patch_analysis(
 def delete_analysis(pk: int, ctx: ApiContext = _Ctx) -> Response:
     with ctx.session() as session:
         item = get_analysis(session, pk)
-        if item.status in actions.BUSY_STATUSES:
+        if item.status in IN_PROGRESS:
             raise ValidationFailedError(
                 {"status": [f"Analysis is {item.status}: cancel it before deleting it."]}
             )

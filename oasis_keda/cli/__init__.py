@@ -63,11 +63,24 @@ class LazyGroup(click.Group):
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Logging level (OASIS_KEDA_LOG_LEVEL).",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--test-hooks",
+    is_flag=True,
+    envvar="OASIS_KEDA_TEST_HOOKS",
+    help="Load the test and benchmark hooks (the noop stage, pauses; see oasis_keda.testing), "
+    "here and in the processes this one starts (OASIS_KEDA_TEST_HOOKS=1). Never in production.",
+)
+def cli(log_level: str, test_hooks: bool) -> None:
     """Autoscaling and chunked execution for Oasis LMF models on KEDA, Celery and Kubernetes."""
     from oasis_keda.core.logconfig import configure_logging
 
     configure_logging(log_level.upper())
+    if test_hooks:
+        # Before any subcommand makes its Celery app (the app registers the stages' tasks).
+        from oasis_keda.testing import ENV_VAR, install
+
+        install()
+        os.environ[ENV_VAR] = "1"  # the processes this one starts load them too
 
 
 def main() -> None:

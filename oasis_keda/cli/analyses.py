@@ -31,10 +31,10 @@ def fail(message: str) -> NoReturn:
 
 
 def _controller(ctx: click.Context) -> Any:
-    from task_controller.app import make_controller
+    from task_controller.requests import make_requests
 
     settings: Settings = ctx.obj
-    return make_controller(settings)
+    return make_requests(settings)
 
 
 @click.group()

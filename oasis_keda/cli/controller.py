@@ -56,14 +56,14 @@ def serve(
 ) -> None:
     """Consume main tasks until SIGTERM."""
     from oasis_keda.core.leases import LeaseKeeper
-    from task_controller.app import janitor_queues, make_controller, reconcile
+    from task_controller.app import janitor_queues, make_dispatcher, reconcile
     from task_controller.janitor import Janitor
     from worker import signals
 
     settings = Settings.from_env(environ()).replace(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
     )
-    ctl = make_controller(settings)
+    ctl = make_dispatcher(settings)
     node = f"controller.{os.getpid()}@{socket.gethostname()}"
     keeper = LeaseKeeper(ctl.client, queue=keys.CONTROLLER_QUEUE, node=node, ttl_s=lease_ttl_s)
     signals.install(recorder=ctl.app.oasis.recorder, keeper=keeper)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,18 @@ class ModelDir:
             if item.id == wanted:
                 return item
         return self.event_sets[0] if set_id is None and self.event_sets else None
+
+    def events_for(self, analysis_settings: Mapping[str, Any] | None) -> int | None:
+        """``number_of_events`` of the event set an analysis's settings choose
+        (``model_settings.event_set``), else of the model's default; None when the model
+        does not say (or the chosen set does not exist). Loss chunking plans on it."""
+        chosen = None
+        if isinstance(analysis_settings, Mapping):
+            model_settings = analysis_settings.get("model_settings")
+            if isinstance(model_settings, Mapping) and model_settings.get("event_set") is not None:
+                chosen = str(model_settings["event_set"])
+        event_set = self.event_set(chosen)
+        return None if event_set is None else event_set.number_of_events
 
 
 def _read_json(path: Path, what: str) -> Any:

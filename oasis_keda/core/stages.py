@@ -1,8 +1,9 @@
-"""The two analysis stages as Oasis names them: their sub-task slugs, task names and statuses.
+"""The analysis stages as Oasis names them: their sub-task slugs, task names and statuses.
 
 PURE data shared by the controller (which plans and dispatches) and the workers (which run
-and record). It lives on the worker side because the controller may import worker task
-definitions, never the reverse.
+and record), with the statuses of :mod:`oasis_keda.core.statuses`. A stage is a fixed shape:
+steps before the chunks, N chunks (a chord header), steps after them. Inputs and losses are
+the stages; :func:`register_stage` adds one for a process (only the test hooks do).
 """
 
 from __future__ import annotations
@@ -10,23 +11,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Final, TypedDict
 
+from oasis_keda.core.statuses import IDLE, IN_PROGRESS
+from oasis_keda.core.statuses import AnalysisStatus as S
+
 INPUTS: Final = "inputs"
 LOSSES: Final = "losses"
 
-#: Analysis statuses from which a request may start each stage (OASIS_API.md section 5).
-GENERATE_ALLOWED_FROM: Final = frozenset(
-    {
-        "NEW",
-        "INPUTS_GENERATION_ERROR",
-        "INPUTS_GENERATION_NO_KEYS",
-        "INPUTS_GENERATION_CANCELLED",
-        "READY",
-        "RUN_COMPLETED",
-        "RUN_CANCELLED",
-        "RUN_ERROR",
-    }
+# Analysis statuses from which a request may start each stage, as the Oasis v2 API allows:
+# inputs from any status but a stage in progress; losses once inputs exist (READY) or
+# after an earlier run ended, however it ended.
+GENERATE_ALLOWED_FROM: Final = IDLE
+RUN_ALLOWED_FROM: Final = frozenset(
+    s.value for s in (S.READY, S.RUN_COMPLETED, S.RUN_ERROR, S.RUN_CANCELLED)
 )
-RUN_ALLOWED_FROM: Final = frozenset({"READY", "RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED"})
 
 TASK_PREFIX: Final = "oasis_keda.worker."
 #: Controller task a worker sends when a generate-and-run's inputs are READY.
@@ -74,58 +71,56 @@ class StageSpec:
         )
 
 
-def _step(slug: str, name: str) -> Step:
+def step(slug: str, name: str) -> Step:
+    """A step whose Celery task is named after its slug."""
     return Step(slug=slug, name=name, task=TASK_PREFIX + slug.replace("-", "_"))
 
 
 INPUTS_SPEC: Final = StageSpec(
     stage=INPUTS,
-    before=(_step("prepare-input-generation-params", "Prepare input generation params"),),
-    chunk=_step("prepare-keys-file", "Prepare keys file"),
+    before=(step("prepare-input-generation-params", "Prepare input generation params"),),
+    chunk=step("prepare-keys-file", "Prepare keys file"),
     after=(
-        _step("collect-keys", "Collect keys"),
-        _step("write-input-files", "Write input files"),
-        _step("cleanup-input-generation", "Cleanup input generation"),
+        step("collect-keys", "Collect keys"),
+        step("write-input-files", "Write input files"),
+        step("cleanup-input-generation", "Cleanup input generation"),
     ),
     allowed_from=GENERATE_ALLOWED_FROM,
-    queued="INPUTS_GENERATION_QUEUED",
-    started="INPUTS_GENERATION_STARTED",
-    done="READY",
-    error="INPUTS_GENERATION_ERROR",
-    cancelled="INPUTS_GENERATION_CANCELLED",
+    queued=S.INPUTS_GENERATION_QUEUED.value,
+    started=S.INPUTS_GENERATION_STARTED.value,
+    done=S.READY.value,
+    error=S.INPUTS_GENERATION_ERROR.value,
+    cancelled=S.INPUTS_GENERATION_CANCELLED.value,
 )
 
 LOSSES_SPEC: Final = StageSpec(
     stage=LOSSES,
-    before=(_step("prepare-losses-generation-directory", "Prepare losses generation directory"),),
-    chunk=_step("generate-losses-chunk", "Generate losses chunk"),
+    before=(step("prepare-losses-generation-directory", "Prepare losses generation directory"),),
+    chunk=step("generate-losses-chunk", "Generate losses chunk"),
     after=(
-        _step("generate-losses-output", "Generate losses output"),
-        _step("cleanup-losses-generation", "Cleanup losses generation"),
+        step("generate-losses-output", "Generate losses output"),
+        step("cleanup-losses-generation", "Cleanup losses generation"),
     ),
     allowed_from=RUN_ALLOWED_FROM,
-    queued="RUN_QUEUED",
-    started="RUN_STARTED",
-    done="RUN_COMPLETED",
-    error="RUN_ERROR",
-    cancelled="RUN_CANCELLED",
+    queued=S.RUN_QUEUED.value,
+    started=S.RUN_STARTED.value,
+    done=S.RUN_COMPLETED.value,
+    error=S.RUN_ERROR.value,
+    cancelled=S.RUN_CANCELLED.value,
 )
 
-#: A trivial stage with the same shape, for the sub-task overhead benchmark and canvas tests.
-NOOP_SPEC: Final = StageSpec(
-    stage="noop",
-    before=(_step("noop-prepare", "Noop prepare"),),
-    chunk=_step("noop-chunk", "Noop chunk"),
-    after=(_step("noop-collect", "Noop collect"), _step("noop-cleanup", "Noop cleanup")),
-    allowed_from=GENERATE_ALLOWED_FROM,
-    queued="INPUTS_GENERATION_QUEUED",
-    started="INPUTS_GENERATION_STARTED",
-    done="READY",
-    error="INPUTS_GENERATION_ERROR",
-    cancelled="INPUTS_GENERATION_CANCELLED",
-)
+#: Every stage by name: inputs and losses, and those registered beside them.
+SPECS: Final[dict[str, StageSpec]] = {spec.stage: spec for spec in (INPUTS_SPEC, LOSSES_SPEC)}
 
-SPECS: Final = {spec.stage: spec for spec in (INPUTS_SPEC, LOSSES_SPEC, NOOP_SPEC)}
+
+def register_stage(spec: StageSpec) -> None:
+    """Add a stage beside inputs and losses, for this process. Production registers none:
+    only the test hooks do (their trivial stage, see docs/CONTROLLER.md); a stage must be
+    registered in every process that requests, dispatches or runs it."""
+    existing = SPECS.get(spec.stage)
+    if existing is not None and existing != spec:
+        raise ValueError(f"another stage {spec.stage!r} is already registered")
+    SPECS[spec.stage] = spec
 
 
 def spec_for(stage: str) -> StageSpec:
@@ -137,6 +132,8 @@ def spec_for(stage: str) -> StageSpec:
 
 def stage_of_status(status: str) -> StageSpec | None:
     """The real stage (inputs or losses) a status belongs to while it is in progress."""
+    if status not in IN_PROGRESS:
+        return None
     for spec in (INPUTS_SPEC, LOSSES_SPEC):
         if status in spec.active:
             return spec
@@ -165,4 +162,5 @@ class Job(TypedDict):
     """Losses: the inputs directory written by the generate run."""
     events: int | None
     options: dict[str, Any]
-    """Test and benchmark hooks (e.g. ``noop_fail_chunk``); empty in production."""
+    """Request options: ``then_run`` (generate-and-run); with the test hooks loaded, also
+    theirs (docs/CONTROLLER.md). Options nothing reads are ignored."""

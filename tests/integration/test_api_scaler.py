@@ -15,10 +15,10 @@ import requests
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
+from oasis_keda.core.main_tasks import set_main_task
 from oasis_keda.runtime.synth import write_synthetic_model
 from tests.integration.api_support import ApiServer, api_server_fixture  # noqa: F401
 from tests.scaler_support import desired, running_scaler, scaler_stub
-from worker.recording import set_main_task
 
 
 async def test_scaling_posted_over_http_changes_the_scalers_next_answer(

@@ -17,7 +17,7 @@ import redis
 
 from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
-from oasis_keda.core.stages import NOOP_SPEC
+from oasis_keda.testing.noop_stage import NOOP_SPEC
 from task_controller.errors import StatusError
 from tests.stack_support import Stack, running_stack, wait_for
 
@@ -218,8 +218,8 @@ def test_dispatch_is_idempotent_and_resumes_after_a_crash(
     # A repeated delivery of the main task sends nothing twice.
     first = _analysis(stack, tmp_path)
     run = stack.controller.request(first, "noop", options={"noop_chunks": 2})
-    assert stack.controller.dispatch(first, run, "noop", {"noop_chunks": 2}) == 5
-    assert stack.controller.dispatch(first, run, "noop", {"noop_chunks": 2}) == 0
+    assert stack.dispatcher().dispatch(first, run, "noop", {"noop_chunks": 2}) == 5
+    assert stack.dispatcher().dispatch(first, run, "noop", {"noop_chunks": 2}) == 0
 
     # A controller died after writing the rows, before sending: the redelivery sends them.
     second = _analysis(stack, tmp_path)
@@ -234,7 +234,7 @@ def test_dispatch_is_idempotent_and_resumes_after_a_crash(
             planned=plan_subtasks(NOOP_SPEC, 3),
         )
         ids = [r.id for r in rows]
-    assert stack.controller.dispatch(second, run, "noop", {"noop_chunks": 3}) == 6
+    assert stack.dispatcher().dispatch(second, run, "noop", {"noop_chunks": 3}) == 6
     stack.start_worker(MODEL)
     for analysis_id in (first, second):
         assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"

@@ -21,7 +21,7 @@ from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.store import Analysis, Portfolio
 from task_controller import records
-from task_controller.app import janitor_queues, make_controller, reconcile
+from task_controller.app import janitor_queues, make_dispatcher, reconcile
 from task_controller.janitor import UNACKED, UNACKED_INDEX, Janitor
 
 QUEUE = keys.default_queue("m1")
@@ -78,7 +78,7 @@ def test_main_tasks_are_reconciled_with_the_records(
         storage_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
-    controller = make_controller(settings)
+    controller = make_dispatcher(settings)
     with controller.sessions.begin() as session:
         portfolio = Portfolio(name="p")
         session.add(portfolio)

@@ -215,14 +215,14 @@ def test_samples_made_explicit(synth: ModelDir) -> None:
 
 
 def test_event_count(synth: ModelDir) -> None:
-    assert losses.event_count(synth, {}) == 40
-    assert losses.event_count(synth, {"model_settings": {"event_set": "p"}}) == 40
-    assert losses.event_count(synth, {"model_settings": {"event_set": "nope"}}) is None
+    assert synth.events_for({}) == 40
+    assert synth.events_for({"model_settings": {"event_set": "p"}}) == 40
+    assert synth.events_for({"model_settings": {"event_set": "nope"}}) is None
 
 
 @pytest.mark.skipif(not sup.PIWIND.exists(), reason="no PiWind beside the repository")
 def test_piwind_event_count() -> None:
-    assert losses.event_count(sup.piwind(), sup.piwind_settings()) == 1447
+    assert sup.piwind().events_for(sup.piwind_settings()) == 1447
 
 
 def test_rerun_keys_chunk_replaces_its_output(synth: ModelDir, tmp_path: Path) -> None:

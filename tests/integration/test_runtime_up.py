@@ -4,8 +4,8 @@ Covers: the supervisor starts the scaler and the controller and stops them (noth
 running); submitted work takes a model's workers 0 -> N -> 0 through the local KEDA + HPA
 against the real scaler over gRPC (push activation, metric, cooldown); no sub-task is lost
 to a scale-down (SIGTERM is a warm shutdown, idle workers go first); every analysis
-completes; ``analyses timeline`` draws the timeline file. Uses the controller's trivial
-``noop`` stage (sleeping chunks) so no oasislmf run is needed.
+completes; ``analyses timeline`` draws the timeline file. Uses the test hooks' trivial
+``noop`` stage (sleeping chunks, :mod:`oasis_keda.testing`) so no oasislmf run is needed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from oasis_keda import testing
 from oasis_keda.cli import cli
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings
@@ -72,7 +73,12 @@ async def _wait_for(check, what: str, timeout_s: float) -> None:  # type: ignore
 
 
 async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "OASIS_KEDA_REDIS_URL": redis_url, "OASIS_KEDA_STORAGE_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "OASIS_KEDA_REDIS_URL": redis_url,
+        "OASIS_KEDA_STORAGE_DIR": str(tmp_path),
+        testing.ENV_VAR: "1",  # the controller and workers run the noop stage
+    }
     settings = Settings.from_env(env)
     config = SupervisorSettings(
         settings=settings,
@@ -102,9 +108,10 @@ async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path:
         model = autoscaler.models[MODEL]
         assert model.state.replicas == 0  # idle model: no worker
 
-        from task_controller.app import make_controller
+        from task_controller.requests import make_requests
 
-        controller = make_controller(settings)
+        testing.install()  # this process requests the noop stage
+        controller = make_requests(settings)
         ids = []
         for k in range(ANALYSES):
             analysis_id = controller.create_analysis(
@@ -215,6 +222,7 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         "OASIS_KEDA_STORAGE_DIR": str(tmp_path),
         "OASIS_KEDA_AUTOSCALER_COOLDOWN_PERIOD_S": "2",
         "OASIS_KEDA_AUTOSCALER_SCALE_DOWN_STABILIZATION_S": "2",
+        testing.ENV_VAR: "1",  # the controller and workers run the noop stage
     }
     client = redis.Redis.from_url(redis_url)
     registry = Registry(client)
@@ -233,9 +241,10 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         _wait_for_sync(
             lambda: "Running" in (tmp_path / "up.out").read_text(), "up to be running", 60
         )
-        from task_controller.app import make_controller
+        from task_controller.requests import make_requests
 
-        controller = make_controller(Settings.from_env(env))
+        testing.install()  # this process requests the noop stage
+        controller = make_requests(Settings.from_env(env))
         ids = []
         for k in range(ANALYSES):
             analysis_id = controller.create_analysis(

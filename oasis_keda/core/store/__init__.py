@@ -3,18 +3,19 @@
 SQLAlchemy ORM over a SQLite file by default (WAL mode, so the controller, the workers and
 the API can share it on one machine) or PostgreSQL when ``OASIS_KEDA_DATABASE_URL`` names
 one. Models (and their configurations) live in the Redis registry, which the scaler reads;
-records here refer to a model by its registry id.
+records here refer to a model by its registry id. Analyses change status only through the
+compare-and-set moves of :mod:`oasis_keda.core.store.transitions`.
 """
 
+from oasis_keda.core.statuses import AnalysisStatus, SubTaskStatus
 from oasis_keda.core.store.db import make_engine, make_session_factory
 from oasis_keda.core.store.models import (
     Analysis,
-    AnalysisStatus,
     Base,
     Portfolio,
     StoredFile,
     SubTask,
-    SubTaskStatus,
+    utcnow,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "SubTaskStatus",
     "make_engine",
     "make_session_factory",
+    "utcnow",
 ]

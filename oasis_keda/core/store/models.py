@@ -1,13 +1,15 @@
-"""ORM tables. Field names follow the Oasis v2 API where it has one."""
+"""ORM tables. Field names follow the Oasis v2 API where it has one; the status columns hold
+the values of :mod:`oasis_keda.core.statuses`."""
 
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from oasis_keda.core.statuses import AnalysisStatus, SubTaskStatus
 
 
 def utcnow() -> dt.datetime:
@@ -16,30 +18,6 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
-
-
-class AnalysisStatus(StrEnum):
-    NEW = "NEW"
-    INPUTS_GENERATION_ERROR = "INPUTS_GENERATION_ERROR"
-    INPUTS_GENERATION_NO_KEYS = "INPUTS_GENERATION_NO_KEYS"
-    INPUTS_GENERATION_CANCELLED = "INPUTS_GENERATION_CANCELLED"
-    INPUTS_GENERATION_STARTED = "INPUTS_GENERATION_STARTED"
-    INPUTS_GENERATION_QUEUED = "INPUTS_GENERATION_QUEUED"
-    READY = "READY"
-    RUN_QUEUED = "RUN_QUEUED"
-    RUN_STARTED = "RUN_STARTED"
-    RUN_COMPLETED = "RUN_COMPLETED"
-    RUN_CANCELLED = "RUN_CANCELLED"
-    RUN_ERROR = "RUN_ERROR"
-
-
-class SubTaskStatus(StrEnum):
-    PENDING = "PENDING"
-    QUEUED = "QUEUED"
-    STARTED = "STARTED"
-    COMPLETED = "COMPLETED"
-    ERROR = "ERROR"
-    CANCELLED = "CANCELLED"
 
 
 class StoredFile(Base):

@@ -72,28 +72,28 @@ async def _drive(
     """
     from rich.live import Live
 
-    from task_controller.app import make_controller
+    from task_controller.requests import make_requests
 
     assert sup.client is not None
     await asyncio.to_thread(register_model, sup.client, config, model_dir)
-    controller = make_controller(settings)
+    requests = make_requests(settings)
     ids = []
     started = time.monotonic()
     for k in range(1, config.analyses + 1):
-        analysis_id = controller.create_analysis(
+        analysis_id = requests.create_analysis(
             f"demo-{k}",
             model_id=MODEL_ID,
             location_file=model_dir / "location.csv",
             accounts_file=model_dir / "account.csv",
             settings_file=model_dir / "analysis_settings.json",
         )
-        controller.request(analysis_id, "inputs", options={"then_run": True})
+        requests.request(analysis_id, "inputs", options={"then_run": True})
         ids.append(analysis_id)
     done_at: float | None = None
     workers = 0
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         while True:
-            with controller.sessions() as session:
+            with requests.sessions() as session:
                 rows = progress_rows(session, ids)
             live.update(render(sup.autoscaler, rows, time.monotonic() - started))
             if done_at is None and all(r["status"] in FINAL_STATUSES for r in rows):

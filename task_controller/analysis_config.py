@@ -1,0 +1,64 @@
+"""What a stage of an analysis runs with, resolved the same way for a request and a dispatch.
+
+The model directory of the analysis's registered model, the analysis settings (its own, or
+for input generation before it has any, the defaults its model names in ``oasislmf.json``),
+the event count loss chunking plans on, and the chunking configuration (the analysis's own,
+else the model's). A request checks with these what the dispatch will later use, so a stage
+that the dispatch would refuse is refused before anything is queued. Every problem is a
+:class:`~task_controller.errors.RequestError` naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from oasis_keda.core.config import ChunkingConfig, parse_config
+from oasis_keda.core.model_dir import ModelDir, ModelDirError, read_model_dir
+from oasis_keda.core.registry import ModelRecord
+from oasis_keda.core.store import Analysis
+from task_controller.errors import RequestError
+
+
+def model_dir_of(model: ModelRecord) -> ModelDir | None:
+    """The model's directory, read and checked; None if the model has none registered."""
+    if not model.model_dir:
+        return None
+    try:
+        return read_model_dir(model.model_dir)
+    except ModelDirError as exc:
+        raise RequestError({"model_dir": str(exc)}) from exc
+
+
+def events_of(model_dir: ModelDir | None, analysis: Analysis) -> int | None:
+    """Events of the analysis's chosen event set; None when unknown (no model directory, or
+    the model does not say)."""
+    return model_dir.events_for(analysis.settings) if model_dir else None
+
+
+def chunking_of(analysis: Analysis, model: ModelRecord) -> ChunkingConfig:
+    """The analysis's own chunking configuration if set, else the model's."""
+    if analysis.chunking_configuration:
+        return parse_config(ChunkingConfig, analysis.chunking_configuration)
+    return model.chunking
+
+
+def default_settings(model_dir: ModelDir) -> dict[str, Any] | None:
+    """The analysis settings the model names in its ``oasislmf.json``, if any."""
+    name = model_dir.config.get("analysis_settings_json")
+    if not isinstance(name, str) or not name:
+        return None
+    path = model_dir.root / name
+    return read_settings(path) if path.is_file() else None
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """An analysis settings file: a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RequestError({"settings": f"{path} is not readable JSON: {exc}"}) from exc
+    if not isinstance(data, dict):
+        raise RequestError({"settings": f"{path} must hold a JSON object"})
+    return data
