@@ -72,6 +72,11 @@ def render(sections: dict[str, str], command: str) -> str:
         f"Machine: {machine()}.\n\n"
         "Each section below comes from one `bench/bench_*.py` module; rerun one alone with "
         "`python -m bench NAME` (with `OASIS_KEDA_REDIS_URL` set, as `make bench` does).\n\n"
+        "oasislmf's pipeline tools (`evepy`, `gulmc`, `fmpy`, `summarypy`...) are numba code: "
+        "the first run of each tool compiles it, about 30 s per tool on this machine, and the "
+        "compiled code is cached in `NUMBA_CACHE_DIR` (default `~/.cache/oasis-keda/numba`). "
+        "Every figure below is on a warm cache. A fresh process also pays about 4.4 s to import "
+        "oasislmf; a warm worker pays it once.\n\n"
     )
     body = "".join(
         f"<!-- bench:{name} -->\n{text}<!-- /bench:{name} -->\n\n"
