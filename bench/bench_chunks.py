@@ -18,6 +18,7 @@ Run alone: ``python -m bench.bench_chunks`` (prints the markdown).
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -63,7 +64,7 @@ def _loss_chunks(model: Any, inputs: Path, settings: dict[str, Any], n: int, wor
     return spent
 
 
-def _lookup_chunks(model: Any, location_file: Path, n: int, work: Path) -> float:
+def _lookup_chunks(model: Any, options: Any, location_file: Path, n: int, work: Path) -> float:
     from worker import lookup
 
     def go() -> None:
@@ -71,6 +72,7 @@ def _lookup_chunks(model: Any, location_file: Path, n: int, work: Path) -> float
         chunks = [
             lookup.prepare_keys_chunk(
                 model=model,
+                options=options,
                 location_file=location_file,
                 chunk_index=k,
                 num_chunks=n,
@@ -78,7 +80,12 @@ def _lookup_chunks(model: Any, location_file: Path, n: int, work: Path) -> float
             )
             for k in range(1, n + 1)
         ]
-        lookup.collect_keys(chunk_outputs=chunks, out_dir=out / "keys")
+        lookup.collect_keys(
+            options=options,
+            location_file=location_file,
+            chunk_outputs=chunks,
+            out_dir=out / "keys",
+        )
 
     return _timed(go)
 
@@ -101,23 +108,25 @@ def _loss_rows(case: tuple[str, Any, Path, Path | None, dict[str, Any]], work: P
     from worker import lookup
 
     name, model, loc, acc, analysis = case
-    keys = lookup.collect_keys(
-        chunk_outputs=[
-            lookup.prepare_keys_chunk(
-                model=model, location_file=loc, chunk_index=1, num_chunks=1, out_dir=work / "k"
-            )
-        ],
-        out_dir=work / "keys",
+    work.mkdir(parents=True, exist_ok=True)
+    settings_path = work / "analysis_settings.json"
+    settings_path.write_text(json.dumps(analysis), encoding="utf-8")
+    options = lookup.generate_options(
+        model, location_file=loc, accounts_file=acc, settings_file=settings_path
+    )
+    chunk = lookup.prepare_keys_chunk(
+        model=model,
+        options=options,
+        location_file=loc,
+        chunk_index=1,
+        num_chunks=1,
+        out_dir=work / "k",
+    )
+    keys, errors = lookup.collect_keys(
+        options=options, location_file=loc, chunk_outputs=[chunk], out_dir=work / "keys"
     )
     inputs = work / "inputs"
-    lookup.write_input_files(
-        model=model,
-        location_file=loc,
-        accounts_file=acc,
-        keys_file=keys,
-        analysis_settings=analysis,
-        input_dir=inputs,
-    )
+    lookup.write_input_files(options=options, keys_file=keys, errors_file=errors, input_dir=inputs)
 
     def measure(n: int) -> float:
         return _loss_chunks(model, inputs, analysis, n, work)
@@ -131,8 +140,17 @@ def _loss_rows(case: tuple[str, Any, Path, Path | None, dict[str, Any]], work: P
 
 
 def _lookup_row(name: str, model: Any, loc: Path, work: Path) -> str:
+    from worker import lookup
+
+    settings_path = work / f"lookup-settings-{time.monotonic_ns()}.json"
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text(json.dumps({"gul_output": True}), encoding="utf-8")
+    options = lookup.generate_options(
+        model, location_file=loc, accounts_file=None, settings_file=settings_path
+    )
+
     def measure(n: int) -> float:
-        return _lookup_chunks(model, loc, n, work)
+        return _lookup_chunks(model, options, loc, n, work)
 
     return _row(name, LOOKUP_CHUNKS, _fixed_cost(measure, LOOKUP_CHUNKS), goal=False)
 

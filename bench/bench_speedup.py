@@ -133,9 +133,9 @@ class _Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.worker_pids: list[int] = []
         self.settings_file = _settings_file(root)
-        from task_controller.app import make_controller
+        from task_controller.requests import make_requests
 
-        self.controller = make_controller(self.settings)
+        self.controller = make_requests(self.settings)
 
     def start(self, name: str, *args: str, ready: str | None = None) -> subprocess.Popen[bytes]:
         log = self.root / f"{name}.log"
