@@ -4,7 +4,7 @@ oasislmf and the lookup write scratch files under the temporary directory (FIFO 
 the key server's output folder, staging copies). A worker points ``TMPDIR`` and
 ``OASIS_TMPDIR`` at ``<tmp>/oasis-keda-worker-<node>`` before anything else runs, so
 everything it leaves behind is in one folder named after it: removed at a clean exit, and
-easy to find (and remove) after a crash.
+by whoever notices its end after a crash (the local runtime, when it reaps the process).
 """
 
 from __future__ import annotations
@@ -21,6 +21,16 @@ logger = logging.getLogger(__name__)
 PREFIX = "oasis-keda-worker-"
 
 
+def node_name(model_id: str, pid: int, host: str) -> str:
+    """A worker process's Celery node name (also its leases' member name)."""
+    return f"{model_id}.{pid}@{host}".replace("|", "_")
+
+
+def folder_for(node: str, base: Path | None = None) -> Path:
+    """Where the worker ``node`` keeps its temporary files."""
+    return Path(base or tempfile.gettempdir()) / folder_name(node)
+
+
 def folder_name(node: str) -> str:
     """The temporary folder's name for a worker node (file-name safe)."""
     return PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", node)
@@ -28,7 +38,7 @@ def folder_name(node: str) -> str:
 
 def claim(node: str, base: Path | None = None) -> Path:
     """Create this process's temporary folder and make it the process's temp directory."""
-    root = Path(base or tempfile.gettempdir()) / folder_name(node)
+    root = folder_for(node, base)
     root.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"] = str(root)
     os.environ["OASIS_TMPDIR"] = str(root)

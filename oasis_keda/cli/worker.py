@@ -68,7 +68,7 @@ def serve(
         model = Registry(app.oasis.client).get(model_id)
     except ModelNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    node = f"{model_id}.{os.getpid()}@{socket.gethostname()}".replace("|", "_")
+    node = scratch.node_name(model_id, os.getpid(), socket.gethostname())
     # Live from here: the global worker limit counts this process from its first second,
     # through the heavy imports below, until it exits.
     keeper = LeaseKeeper(app.oasis.client, queue=model.queue, node=node, ttl_s=lease_ttl_s)
