@@ -54,7 +54,7 @@ class ScalerServer:
             refresh_s=settings.snapshot_refresh_s,
             max_age_s=settings.snapshot_max_age_s,
         )
-        self.decider = Decider(self.reader)
+        self.decider = Decider(self.reader, start_allowance_s=settings.start_allowance_s)
         self.hub = ActivityHub(
             self.client,
             poll_interval_s=settings.poll_interval_s,

@@ -54,6 +54,10 @@ class ScalerSettings:
     health_interval_s: float = 1.0
     """Period of the Redis probe behind the gRPC health status, seconds
     (``OASIS_KEDA_SCALER_HEALTH_INTERVAL_S``), default 1.0."""
+    start_allowance_s: float = 60.0
+    """Under a global limit: how long a raised grant keeps its capacity while its workers
+    start, seconds (``OASIS_KEDA_SCALER_START_ALLOWANCE_S``), default 60; workers count
+    themselves once their first heartbeat is in. Cover the pods' start time."""
     grace_s: float = 5.0
     """Shutdown grace for in-flight RPCs, seconds (``OASIS_KEDA_SCALER_GRACE_S``), default
     5.0; keep it below the pod's terminationGracePeriodSeconds."""
@@ -68,7 +72,7 @@ class ScalerSettings:
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("redis_timeout_s", "poll_interval_s", "recheck_interval_s",
-                     "health_interval_s"):  # fmt: skip
+                     "health_interval_s", "start_allowance_s"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 

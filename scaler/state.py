@@ -3,9 +3,10 @@
 One Lua script reads, atomically and in one round trip: the global worker limit; each
 model's record (queue and scaling configuration); the waiting messages of every priority
 list of its Celery queue; its live task and busy leases (counted against Redis server
-time; a read of single models also trims expired ones); and its main tasks in progress
-with their highest priority. When a global limit is set the script reads every registered
-model, because the budget needs them all. The reply is one JSON string (redis-py parses a
+time; a read of single models also trims expired ones), its live workers; and its main
+tasks in progress with their highest priority and oldest request time. When a global limit
+is set the script reads every registered model and the budget's grants, because the budget
+needs them all. The reply is one JSON string (redis-py parses a
 bulk string far faster than nested arrays).
 
 Key names come from :mod:`oasis_keda.core.keys`: the script gets them as prefix/suffix pairs.
@@ -38,12 +39,14 @@ logger = logging.getLogger(__name__)
 
 _MARK = "\x00Q\x00"
 
-# KEYS: models hash, settings hash. ARGV[1]: JSON of the key layout (limit field, priority
-# separator and steps, prefix/suffix pairs of leases_tasks, leases_busy and main_tasks; one
+# KEYS: models hash, settings hash, grants hash. ARGV[1]: JSON of the key layout (limit
+# field, priority separator and steps, prefix/suffix pairs of leases_tasks, leases_busy,
+# leases_live and main_tasks; one
 # argument because redis-py encodes each argument in Python), then the model ids to read
 # (none = every model; every model anyway when a limit is set).
-# Reply: JSON [limit or "", [row, ...]]; row = [id, queue, scaling json, tasks, busy, main,
-# main max priority, llen per step...]; a row for a record that cannot be decoded is [id].
+# Reply: JSON [limit or "", [row, ...], grants (flat field/value list, under a limit), now ms];
+# row = [id, queue, scaling json, tasks, busy, main, main max priority, live, oldest main
+# request ms (0 none), llen per step...]; a row for a record that cannot be decoded is [id].
 _STATE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -59,19 +62,23 @@ local function row(model_id, raw)
   if type(scaling) ~= 'table' then scaling = {} end
   local tk = cfg.tasks[1] .. q .. cfg.tasks[2]
   local bk = cfg.busy[1] .. q .. cfg.busy[2]
+  local lk = cfg.live[1] .. q .. cfg.live[2]
   if single then  -- trim here; a read of every model only counts (keepers trim too)
     redis.call('ZREMRANGEBYSCORE', tk, '-inf', now)
     redis.call('ZREMRANGEBYSCORE', bk, '-inf', now)
   end
   local mains = redis.call('HVALS', cfg.main[1] .. model_id .. cfg.main[2])
-  local maxp = 0
-  for _, v in ipairs(mains) do
-    local n = tonumber(v)
+  local maxp, oldest = 0, 0
+  for _, v in ipairs(mains) do  -- "<priority>:<requested ms>"
+    local p, at = string.match(v, '^(%d+):?(%d*)$')
+    local n, ms = tonumber(p), tonumber(at)
     if n and n > maxp then maxp = n end
+    if ms and ms > 0 and (oldest == 0 or ms < oldest) then oldest = ms end
   end
   local r = {model_id, q, cjson.encode(scaling),
              redis.call('ZCOUNT', tk, '(' .. now, '+inf'),
-             redis.call('ZCOUNT', bk, '(' .. now, '+inf'), #mains, math.floor(maxp)}
+             redis.call('ZCOUNT', bk, '(' .. now, '+inf'), #mains, math.floor(maxp),
+             redis.call('ZCOUNT', lk, '(' .. now, '+inf'), oldest}
   for _, step in ipairs(cfg.steps) do
     local key = q
     if step ~= '0' then key = q .. sep .. step end
@@ -89,8 +96,10 @@ else
     if raw then rows[#rows + 1] = row(ARGV[i], raw) end
   end
 end
+local grants = {}
+if limit then grants = redis.call('HGETALL', KEYS[3]) end
 -- One string: redis-py parses a flat bulk string far faster than nested arrays.
-return cjson.encode({limit or '', rows})
+return cjson.encode({limit or '', rows, grants, now})
 """
 
 
@@ -107,13 +116,14 @@ def _layout() -> bytes:
             "steps": [str(p) for p in keys.PRIORITY_STEPS],
             "tasks": _split(keys.leases_tasks(_MARK)),
             "busy": _split(keys.leases_busy(_MARK)),
+            "live": _split(keys.leases_live(_MARK)),
             "main": _split(keys.main_tasks(_MARK)),
         }
     ).encode()
 
 
 _LAYOUT = _layout()
-_SCRIPT_KEYS = (keys.MODELS, keys.SETTINGS)
+_SCRIPT_KEYS = (keys.MODELS, keys.SETTINGS, keys.BUDGET_GRANTS)
 
 
 def priority_from_lists(waiting_by_step: Sequence[int]) -> int:
@@ -150,6 +160,10 @@ class Snapshot:
     """True when every registered model was read (always so when a limit is set)."""
     read_at: float
     """Monotonic time at which the read started."""
+    grants: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The budget's stored grants hash (under a limit), fields and values as strings."""
+    now_ms: int = 0
+    """Redis server time of the read, ms."""
 
 
 CLIENT_NAME = "oasis-keda-scaler"
@@ -295,7 +309,7 @@ class StateReader:
         return snapshot
 
     def _parse(self, reply: bytes, *, started: float, all_models: bool) -> Snapshot:
-        raw_limit, rows = json.loads(reply)
+        raw_limit, rows, flat_grants, now_ms = json.loads(reply)
         limit = None if raw_limit == "" else int(raw_limit)
         self._limit_seen = limit is not None
         models: dict[str, ModelView] = {}
@@ -319,6 +333,10 @@ class StateReader:
             broken=broken,
             complete=all_models or limit is not None,
             read_at=started,
+            grants=dict(zip(flat_grants[::2], flat_grants[1::2], strict=True))
+            if flat_grants
+            else {},
+            now_ms=int(now_ms),
         )
 
     def _config(self, model_id: str, raw: str) -> ScalingConfig:
@@ -335,9 +353,15 @@ class StateReader:
 
 
 def _state(row: Sequence[Any]) -> ModelState:
-    tasks, busy, mains, main_priority = (int(v) for v in row[3:7])
-    by_step = [int(v) for v in row[7:]]
+    tasks, busy, mains, main_priority, live, oldest = (int(v) for v in row[3:9])
+    by_step = [int(v) for v in row[9:]]
     priority = min(10, main_priority) if main_priority > 0 else priority_from_lists(by_step)
     return ModelState(
-        waiting=sum(by_step), reserved=tasks, busy=busy, main_tasks=mains, priority=priority
+        waiting=sum(by_step),
+        reserved=tasks,
+        busy=busy,
+        main_tasks=mains,
+        priority=priority,
+        live=live,
+        waiting_since_ms=oldest or None,
     )

@@ -32,13 +32,20 @@ class ModelState:
     """Analysis stages (main tasks) in progress for this model."""
     priority: int = 0
     """Highest analysis priority in progress, 1-10 (10 highest); 0 when none is known."""
+    live: int = 0
+    """Worker processes alive (live leases), busy, idle or draining."""
+    waiting_since_ms: int | None = None
+    """Request time of the oldest main task in progress (ms since the epoch), if any."""
 
     def __post_init__(self) -> None:
         # Cheap check first: the scaler builds one of these per model per read.
-        if min(self.waiting, self.reserved, self.busy, self.main_tasks, self.priority) < 0:
+        if (
+            min(self.waiting, self.reserved, self.busy, self.main_tasks, self.priority, self.live)
+            < 0
+        ):
             for field in dataclasses.fields(self):
                 value = getattr(self, field.name)
-                if value < 0:
+                if value is not None and value < 0:
                     raise ValueError(f"ModelState.{field.name} must be >= 0, got {value}")
 
     @property

@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
-DEFAULT_GRACE_S = 30.0
-DEFAULT_INTERVAL_S = 5.0
+#: Covers the moment between a worker's fetch and its first lease write (milliseconds).
+DEFAULT_GRACE_S = 5.0
+#: With the 5 s lease TTL: a killed worker's task is queued again within about 6 s.
+DEFAULT_INTERVAL_S = 1.0
 
 # KEYS: unacked hash, unacked index zset, task leases zset, target list.
 # ARGV: delivery tag, raw unacked value seen, task id, message to push, cut-off (unix s).
@@ -114,7 +116,9 @@ class Janitor:
             if outcome == 1:
                 restored += 1
                 logger.warning(
-                    "restored task %s to %s: its worker holds no live lease", task_id, target
+                    "restored task %s to %s: its worker holds no live lease",
+                    task_id,
+                    keys.display_list(target),
                 )
         return restored
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from oasis_keda.core import keys
-from oasis_keda.core.main_tasks import main_task_field
+from oasis_keda.core.main_tasks import main_task_field, main_task_value
 from oasis_keda.core.stages import StageSpec, stage_of_status
 from oasis_keda.core.statuses import IN_PROGRESS, SubTaskStatus
 from oasis_keda.core.storage import Storage
@@ -228,8 +228,9 @@ def reconcile_main_tasks(
         if spec is None:
             continue
         stage = main_task_stage(session, analysis, spec)
-        wanted.setdefault(analysis.model_id, {})[main_task_field(analysis.id, stage)] = str(
-            analysis.priority
+        requested = analysis.task_started or analysis.modified
+        wanted.setdefault(analysis.model_id, {})[main_task_field(analysis.id, stage)] = (
+            main_task_value(analysis.priority, _epoch_ms(requested))
         )
     added = removed = 0
     for model_id, fields in wanted.items():
@@ -252,6 +253,11 @@ def reconcile_main_tasks(
         added += len(missing)
         removed += len(stale)
     return added, removed
+
+
+def _epoch_ms(when: dt.datetime) -> int:
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return int(aware.timestamp() * 1000)
 
 
 def main_task_stage(session: Session, analysis: Analysis, spec: StageSpec) -> str:

@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from worker.scratch import remove_fifo_folder
 from worker.script_plan import Job, Plan, Unsupported, parse
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,10 @@ def run_analysis(params: dict[str, Any], *, fallback: Callable[..., Any]) -> Any
     params.pop("resource_monitor_interval", None)
     _write_script(params)
     text = Path(params["filename"]).read_text(encoding="utf-8")
-    result = _run_script(params, text, lambda: fallback(**original))
+    try:
+        result = _run_script(params, text, lambda: fallback(**original))
+    finally:
+        remove_fifo_folder(params.get("fifo_queue_dir"))
     if result is not None:
         return result  # bash ran it
     _check_chunk_bins(params)

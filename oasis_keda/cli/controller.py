@@ -15,7 +15,9 @@ import click
 
 from oasis_keda.cli import environ
 from oasis_keda.core import keys
+from oasis_keda.core.leases import DEFAULT_TTL_S
 from oasis_keda.core.settings import Settings
+from task_controller.janitor import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +32,21 @@ def controller() -> None:
 @click.option("--storage-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--database-url", default=None, help="Records DB (OASIS_KEDA_DATABASE_URL).")
 @click.option(
-    "--janitor-interval-s", default=5.0, show_default=True, type=click.FloatRange(min=0.1)
+    "--janitor-interval-s",
+    default=DEFAULT_INTERVAL_S,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
 )
 @click.option(
     "--janitor-grace-s",
-    default=30.0,
+    default=DEFAULT_GRACE_S,
     show_default=True,
     type=click.FloatRange(min=0.0),
     help="Restore an unacked sub-task only after this long without a live lease.",
 )
 @click.option(
     "--lease-ttl-s",
-    default=30.0,
+    default=DEFAULT_TTL_S,
     show_default=True,
     type=click.FloatRange(min=0.5),
     help="Main-task lease TTL: a killed controller's main tasks are restored after it.",

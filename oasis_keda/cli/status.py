@@ -42,7 +42,7 @@ async def _collect(redis_url: str) -> tuple[list[dict[str, Any]], int | None]:
     client = make_client(redis_url, timeout_s=2.0)
     try:
         reader = StateReader(client, timeout_s=2.0)
-        decisions = await Decider(reader).decide_all()
+        decisions = await Decider(reader, record_grants=False).decide_all()
     finally:
         await client.aclose()
     limit = decisions[0].limit if decisions else None

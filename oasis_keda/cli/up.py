@@ -3,7 +3,8 @@
 Redis (embedded unless ``OASIS_KEDA_REDIS_URL`` is set), the scaler, the task controller,
 the REST API and the local autoscaler (KEDA + HPA against the scaler, workers as processes).
 Ctrl-C or SIGTERM stops everything in order: workers finish their chunk and exit, then the
-services, then Redis. Nothing is left running.
+services, then Redis. Nothing is left running. A crashed scaler, controller or API is
+restarted with backoff; one that keeps crashing stops everything, and ``up`` exits 1.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ logger = logging.getLogger(__name__)
 @click.option("--no-api", is_flag=True, help="Do not start the REST API.")
 @click.option("--polling-interval", default=None, type=click.IntRange(min=1), help="Seconds [1].")
 @click.option("--cooldown", default=None, type=click.IntRange(min=0), help="Seconds [5].")
+@click.option(
+    "--max-restarts",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Restarts of a crashed scaler, controller or API within 5 minutes before giving up.",
+)
 def up(
     storage_dir: Path | None,
     scaler_port: int,
@@ -33,12 +41,14 @@ def up(
     no_api: bool,
     polling_interval: int | None,
     cooldown: int | None,
+    max_restarts: int,
 ) -> None:
     """Run Redis, the scaler, the controller, the API and the autoscaler until Ctrl-C."""
     from oasis_keda.core.settings import Settings
     from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
     from oasis_keda.runtime.embedded_redis import free_port
-    from oasis_keda.runtime.errors import LocalRuntimeError
+    from oasis_keda.runtime.errors import LocalRuntimeError, PartFailedError
+    from oasis_keda.runtime.restarts import RestartPolicy
     from oasis_keda.runtime.supervisor import Supervisor, SupervisorSettings
 
     env = environ()
@@ -55,6 +65,7 @@ def up(
         scaler_port=scaler_port,
         api=not no_api,
         api_port=api_port or free_port(),
+        restarts=RestartPolicy(max_restarts=max_restarts),
     )
     supervisor = Supervisor(config, env=env)
     try:
@@ -70,7 +81,13 @@ def up(
         click.echo(f"logs        {supervisor.run_dir}", err=True)
         click.echo("Running; Ctrl-C stops everything.", err=True)
         asyncio.run(supervisor.serve())
+    except PartFailedError as exc:
+        failed: PartFailedError | None = exc
+    else:
+        failed = None
     finally:
         click.echo("Stopping: workers first (warm shutdown), then the services.", err=True)
         supervisor.stop()
     click.echo("Stopped; nothing left running.", err=True)
+    if failed is not None:
+        raise click.ClickException(f"{failed}; see the logs in {supervisor.run_dir}")

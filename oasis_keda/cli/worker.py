@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from oasis_keda.cli import environ
 from oasis_keda.core.errors import ModelNotFoundError
-from oasis_keda.core.leases import DEFAULT_TTL_S
+from oasis_keda.core.leases import DEFAULT_TTL_S, LeaseKeeper
 from oasis_keda.core.settings import Settings
+from worker import scratch
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +57,8 @@ def serve(
     warm: bool | None,
 ) -> None:
     """Consume MODEL's queue until SIGTERM (warm shutdown)."""
-    from celery import signals as celery_signals
-
-    from oasis_keda.core.leases import LeaseKeeper
     from oasis_keda.core.registry import Registry
-    from worker import signals
     from worker.app import make_app
-    from worker.deletion_cost import PodDeletionCost
 
     settings = Settings.from_env(environ()).replace(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
@@ -70,31 +68,67 @@ def serve(
         model = Registry(app.oasis.client).get(model_id)
     except ModelNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
+    node = scratch.node_name(model_id, os.getpid(), socket.gethostname())
+    # Live from here: the global worker limit counts this process from its first second,
+    # through the heavy imports below, until it exits.
+    keeper = LeaseKeeper(app.oasis.client, queue=model.queue, node=node, ttl_s=lease_ttl_s)
+    keeper.start()
+    tmp = scratch.claim(node)
+    code: int | str | None = 0
+    try:
+        _serve(app, model.queue, model.model_dir, node, keeper, concurrency, warm)
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        logger.exception("worker %s failed", node)
+        code = 1
+    _exit(keeper, tmp, code)
+
+
+def _exit(keeper: LeaseKeeper, tmp: Path, code: int | str | None) -> NoReturn:
+    """End the process right after its live lease is dropped.
+
+    Interpreter teardown (thread joins, module finalizers) can take seconds; a worker that
+    no longer counts against the global limit must not linger meanwhile, so the lease goes
+    last and the process ends at once.
+    """
+    scratch.release(tmp)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    keeper.stop()
+    os._exit(status)
+
+
+def _serve(
+    app: Any,
+    queue: str,
+    model_dir: str | None,
+    node: str,
+    keeper: LeaseKeeper,
+    concurrency: int,
+    warm: bool | None,
+) -> None:
+    from worker import signals
+    from worker.deletion_cost import PodDeletionCost
     from worker.oasis_env import prepare_process
 
     prepare_process()  # the persistent numba cache, before anything imports numba
     if warm is None:
-        warm = bool(model.model_dir)
+        warm = bool(model_dir)
     if warm:
         from worker.oasis_env import warm_up
 
         warm_up()
-    node = f"{model_id}.{os.getpid()}@{socket.gethostname()}".replace("|", "_")
-    keeper = LeaseKeeper(app.oasis.client, queue=model.queue, node=node, ttl_s=lease_ttl_s)
     # In a pod: high deletion cost while a task runs, low when idle; elsewhere off.
     cost = PodDeletionCost.from_env(environ())
     signals.install(recorder=app.oasis.recorder, keeper=keeper, cost=cost)
-
-    def _stop_leases(**_: Any) -> None:
-        keeper.stop()
-
-    celery_signals.worker_shutdown.connect(_stop_leases, weak=False)
-    keeper.start()
-    logger.info("worker %s serving queue %s (concurrency %d)", node, model.queue, concurrency)
+    logger.info("worker %s serving queue %s (concurrency %d)", node, queue, concurrency)
     argv = [
         "worker",
         "--queues",
-        model.queue,
+        queue,
         "--hostname",
         node,
         "--pool",
@@ -111,7 +145,4 @@ def serve(
         "--loglevel",
         logging.getLevelName(logging.getLogger().getEffectiveLevel()),
     ]
-    try:
-        app.worker_main(argv)
-    finally:
-        keeper.stop()
+    app.worker_main(argv)

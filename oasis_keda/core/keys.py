@@ -26,6 +26,14 @@ CONTROLLER_QUEUE = "oasis-keda.controller"
 MODEL_QUEUE_PREFIX = "oasis-keda.model."
 
 
+#: HASH of the global worker budget's grants, written by the scaler: ``model_id`` -> workers
+#: granted; ``~version`` -> a counter bumped on every write (compare-and-set); and
+#: ``~raise:<model_id>`` -> ``"<count>:<until ms>"``, a raised grant whose workers may still
+#: be starting (counted as held until they are live or the start allowance ends).
+BUDGET_GRANTS = f"{PREFIX}:budget:grants"
+BUDGET_VERSION_FIELD = "~version"
+BUDGET_RAISE_PREFIX = "~raise:"
+
 #: HASH model_id -> JSON ``{"desired", "actual", "metric", "active", "reason", "at"}``, written
 #: by the local autoscaler (``oasis-keda up``): desired and actual workers per model.
 RUNTIME_REPLICAS = f"{PREFIX}:runtime:replicas"
@@ -51,8 +59,19 @@ def leases_busy(queue: str) -> str:
     return f"{PREFIX}:leases:busy:{{{queue}}}"
 
 
+def leases_live(queue: str) -> str:
+    """ZSET of worker nodes alive on ``queue`` (busy or idle); score = lease deadline."""
+    return f"{PREFIX}:leases:live:{{{queue}}}"
+
+
+def display_list(name: str) -> str:
+    """A queue list's name for logs: the priority separator spelled out."""
+    return name.replace(PRIORITY_SEP, ":priority-step-")
+
+
 def main_tasks(model_id: str) -> str:
-    """HASH ``<analysis_id>:<stage>`` -> priority of the model's main tasks in progress."""
+    """HASH ``<analysis_id>:<stage>`` -> ``"<priority>:<requested ms>"`` of the model's main
+    tasks in progress (a bare ``"<priority>"`` is read as requested at time 0)."""
     return f"{PREFIX}:main:{{{model_id}}}"
 
 

@@ -2,15 +2,18 @@
 
 Celery's ``unacked`` hash is shared by every queue and cannot tell a reserved task from a
 running one, and a counter kept by the worker is left wrong by a SIGKILL. Instead each
-worker process keeps *leases* in two sorted sets per queue (see :mod:`oasis_keda.core.keys`):
+worker process keeps *leases* in three sorted sets per queue (see :mod:`oasis_keda.core.keys`):
 
 * ``leases_tasks(queue)``: member ``<node>|<task_id>`` per sub-task reserved or running;
-* ``leases_busy(queue)``: member ``<node>`` while the node runs a task.
+* ``leases_busy(queue)``: member ``<node>`` while the node runs a task;
+* ``leases_live(queue)``: member ``<node>`` while the worker process is alive, busy or idle:
+  the global worker limit counts these, so a worker counts from its own heartbeat whatever
+  started it (the local runtime or Kubernetes) and until its process ends.
 
 The score is a deadline in Redis server time (``TIME`` inside Lua), so clock skew between
 pods cannot matter. A heartbeat thread pushes every deadline forward each ``ttl/3``; a
-process that dies stops counting within one TTL, because readers count only members whose
-deadline is still ahead (and trim the rest).
+process that dies stops counting within one TTL (5 s by default), because readers count
+only members whose deadline is still ahead (and trim the rest).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from oasis_keda.core import keys
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TTL_S = 30.0
+DEFAULT_TTL_S = 5.0
 
-# KEYS: tasks zset, busy zset. ARGV: ttl_ms, node, busy (0/1), full (0/1), task members...
-# Writes deadline = server now + ttl for the given members and the node's busy flag. With
+# KEYS: tasks zset, busy zset, live zset. ARGV: ttl_ms, node, busy (0/1), full (0/1), task members...
+# Writes deadline = server now + ttl for the given members, the node's busy flag and its
+# live mark. With
 # full=1 the members are the node's whole set: its other members are removed.
 _REFRESH_LUA = """
 local t = redis.call('TIME')
@@ -52,8 +56,8 @@ if ARGV[3] == '1' then
 else
   redis.call('ZREM', KEYS[2], node)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[3], deadline, node)
+for _, k in ipairs(KEYS) do redis.call('ZREMRANGEBYSCORE', k, '-inf', now) end
 for _, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, ttl * 4) end
 end
@@ -81,7 +85,7 @@ class LeaseKeeper:
         self.queue = queue
         self.node = node
         self.ttl_s = ttl_s
-        self._keys = [keys.leases_tasks(queue), keys.leases_busy(queue)]
+        self._keys = [keys.leases_tasks(queue), keys.leases_busy(queue), keys.leases_live(queue)]
         self._script = client.register_script(_REFRESH_LUA)
         self._lock = threading.RLock()
         self._tasks: set[str] = set()
@@ -108,7 +112,11 @@ class LeaseKeeper:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop the heartbeat and delete this node's leases."""
+        """Stop the heartbeat and delete this node's leases, its live mark included.
+
+        Call it as late as possible before the process ends: from then on the node no
+        longer counts against the global worker limit.
+        """
         self._stop.set()
         thread = self._thread
         if thread is not None:
@@ -122,6 +130,7 @@ class LeaseKeeper:
                     if members:
                         pipe.zrem(self._keys[0], *members)
                     pipe.zrem(self._keys[1], self.node)
+                    pipe.zrem(self._keys[2], self.node)
                     pipe.execute()
             except redis.RedisError as exc:
                 logger.warning("leases of %s on %s not deleted: %s", self.node, self.queue, exc)

@@ -174,7 +174,12 @@ class Registry:
     def set_global_worker_limit(self, limit: int | None) -> None:
         """Set the cluster-wide worker cap; ``None`` removes it."""
         if limit is None:
-            self.client.hdel(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT)
+            # The budget's grants go with the limit: a limit set later starts from the
+            # workers that are live then.
+            with self.client.pipeline() as pipe:
+                pipe.hdel(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT)
+                pipe.delete(keys.BUDGET_GRANTS)
+                pipe.execute()
         else:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ConfigError({"global_worker_limit": "must be an integer >= 0"})

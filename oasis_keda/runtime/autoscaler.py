@@ -125,7 +125,7 @@ class LocalAutoscaler:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         model = self.models.pop(model_id)
-        await asyncio.to_thread(model.pool.stop_all, grace_s=self.settings.grace_s)
+        await asyncio.to_thread(model.stop_workers, self.settings.grace_s)
         self.client.hdel(keys.RUNTIME_REPLICAS, model_id)
 
     async def run(self) -> None:
@@ -164,7 +164,7 @@ class LocalAutoscaler:
         self._tasks.clear()
         await asyncio.gather(
             *(
-                asyncio.to_thread(m.pool.stop_all, grace_s=self.settings.grace_s)
+                asyncio.to_thread(m.stop_workers, self.settings.grace_s)
                 for m in self.models.values()
             )
         )

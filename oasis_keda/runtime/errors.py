@@ -19,3 +19,7 @@ class ScaledObjectError(LocalRuntimeError):
 
 class ProcessStartError(LocalRuntimeError):
     """A process of the local stack did not start or did not become ready."""
+
+
+class PartFailedError(LocalRuntimeError):
+    """A part of the local stack kept exiting: it was restarted as often as allowed."""

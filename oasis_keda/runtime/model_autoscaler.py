@@ -159,6 +159,10 @@ class ModelAutoscaler:
 
     # -- applying decisions -----------------------------------------------------------------
 
+    def stop_workers(self, grace_s: float) -> None:
+        """Warm-stop every worker of the model, logging which ones were busy."""
+        self.pool.stop_all(grace_s=grace_s, busy_nodes=self._busy())
+
     def _busy(self) -> set[str]:
         try:
             return read_busy_nodes(self.client, self.record.queue)

@@ -8,6 +8,11 @@ the autoscaler takes every model to 0 workers with SIGTERM (warm shutdown: runni
 finish), then the API, the controller and the scaler get SIGTERM (SIGKILL after a grace
 period), then Redis. Every child runs in its own session, so a Ctrl-C in the terminal
 reaches only this supervisor and the shutdown stays orderly; nothing is left running.
+
+A scaler, controller or API that exits while the stack runs is restarted with backoff
+(:mod:`oasis_keda.runtime.restarts`), and the restart is logged; the workers keep running
+meanwhile, as KEDA keeps the current replicas while its scaler is unreachable. A part that
+keeps exiting ends :meth:`Supervisor.serve` with PartFailedError, and ``up`` exits 1.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from oasis_keda.runtime.autoscaler import LocalAutoscaler
 from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
 from oasis_keda.runtime.embedded_redis import EmbeddedRedis, free_port
 from oasis_keda.runtime.errors import ProcessStartError
+from oasis_keda.runtime.restarts import RestartPolicy, Restarts
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +82,8 @@ class SupervisorSettings:
     """Start the task controller."""
     run_dir: Path | None = None
     """Logs of every process; default ``<storage_dir>/run``."""
+    restarts: RestartPolicy = dataclasses.field(default_factory=RestartPolicy)
+    """How often a crashed scaler, controller or API is restarted before ``up`` gives up."""
 
     @property
     def effective_run_dir(self) -> Path:
@@ -94,7 +102,10 @@ class ManagedProcess:
         self._log: IO[bytes] | None = None
 
     def start(self) -> None:
+        """Start the process (again, after an exit: the log is appended to)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv,
@@ -207,6 +218,10 @@ class Supervisor:
                 else {}
             ),
             "PYTHONUNBUFFERED": "1",
+            # local workers start in seconds: a raised grant need not wait a pod's minute
+            "OASIS_KEDA_SCALER_START_ALLOWANCE_S": self.base_env.get(
+                "OASIS_KEDA_SCALER_START_ALLOWANCE_S", "20"
+            ),
             # the oasislmf pipeline tools live beside this interpreter, venv activated or not
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
             f"{self.base_env.get('PATH', os.defpath)}",
@@ -304,13 +319,12 @@ class Supervisor:
                 loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         task = asyncio.create_task(autoscaler.run(), name="local-autoscaler")
+        restarts = Restarts(self.config.restarts)
+        due: dict[str, float] = {}  # part name -> when to restart it
         try:
             while not stop.is_set() and not task.done():
                 autoscaler.track_processes()
-                for proc in self.processes:
-                    if not proc.alive:
-                        logger.error("%s exited; stopping\n%s", proc.name, proc.log_tail())
-                        stop.set()
+                self._keep_parts(restarts, due)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
         finally:
@@ -319,6 +333,26 @@ class Supervisor:
                 await task
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    def _keep_parts(self, restarts: Restarts, due: dict[str, float]) -> None:
+        """Restart the parts that exited, each after its backoff; raise PartFailedError
+        for one that keeps exiting."""
+        now = time.monotonic()
+        for proc in self.processes:
+            if proc.alive:
+                continue
+            if proc.name not in due:
+                code = proc.proc.returncode if proc.proc is not None else None
+                delay = restarts.next_delay(proc.name, now)
+                logger.error(
+                    "%s exited with %s; restarting it in %.0f s (restart %d)\n%s",
+                    proc.name, code, delay, restarts.count(proc.name), proc.log_tail(),
+                )  # fmt: skip
+                due[proc.name] = now + delay
+            elif now >= due[proc.name]:
+                del due[proc.name]
+                proc.start()
+                logger.warning("restarted %s", proc.name)
 
     # -- stop -----------------------------------------------------------------------------
 

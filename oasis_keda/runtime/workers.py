@@ -16,11 +16,14 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from worker import scratch
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,11 @@ def pick_victims(
     return ranked[: max(count, 0)]
 
 
+def _tmp_base(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("TMPDIR")
+    return Path(raw) if raw else None
+
+
 CommandFactory = Callable[[str, str], list[str]]
 """(model_id, worker name) -> argv of one worker process."""
 
@@ -107,6 +115,9 @@ class WorkerPool:
             if w.alive:
                 keep.append(w)
                 continue
+            # a worker killed before its clean exit leaves its temporary folder behind
+            node = scratch.node_name(self.model_id, w.pid, socket.gethostname())
+            scratch.release(scratch.folder_for(node, _tmp_base(self._env)))
             if w.stopping_at is None:
                 self.crashed += 1
                 logger.warning(

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from oasis_keda.core import keys
+from oasis_keda.core.main_tasks import parse_main_task_value
 from oasis_keda.core.registry import Registry
 from oasis_keda.testing.noop_stage import NOOP_SPEC
 from task_controller.errors import StatusError
@@ -45,7 +46,8 @@ def test_stage_records_match_the_plan(
     analysis_id = _analysis(stack, tmp_path)
     run_number = stack.controller.request(analysis_id, "noop", options={"noop_chunks": 6})
     assert stack.analysis(analysis_id).status == "INPUTS_GENERATION_QUEUED"
-    assert redis_client.hget(keys.main_tasks(MODEL), f"{analysis_id}:noop") == b"4"
+    mark = redis_client.hget(keys.main_tasks(MODEL), f"{analysis_id}:noop")
+    assert mark is not None and parse_main_task_value(mark)[0] == 4
     stack.start_controller()
     stack.start_worker(MODEL)
 
@@ -165,7 +167,8 @@ def test_priority_reaches_the_broker(
     lists = keys.queue_lists(keys.CONTROLLER_QUEUE)
     assert redis_client.llen(lists[0]) == 1  # priority 10 -> kombu 0 (served first)
     assert redis_client.llen(lists[-1]) == 1  # priority 1 -> kombu 9
-    assert redis_client.hget(keys.main_tasks(MODEL), f"{high}:noop") == b"10"
+    mark = redis_client.hget(keys.main_tasks(MODEL), f"{high}:noop")
+    assert mark is not None and parse_main_task_value(mark)[0] == 10
 
 
 def test_prefork_worker_runs_chunks_side_by_side(

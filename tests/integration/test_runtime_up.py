@@ -210,11 +210,16 @@ def _children(pid: int) -> dict[int, str]:
 
 
 def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path) -> None:
-    """``oasis-keda up`` as a user runs it: work scales workers 0 -> N -> 0, Ctrl-C stops all."""
+    """``oasis-keda up`` as a user runs it: work scales workers 0 -> N -> 0, a SIGKILLed
+    scaler is restarted while the workers go on, Ctrl-C stops all, no temporary folder is
+    left."""
     import signal
     import subprocess
 
     from oasis_keda.runtime.supervisor import cli_command
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
 
     env = {
         **os.environ,
@@ -223,6 +228,7 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         "OASIS_KEDA_AUTOSCALER_COOLDOWN_PERIOD_S": "2",
         "OASIS_KEDA_AUTOSCALER_SCALE_DOWN_STABILIZATION_S": "2",
         testing.ENV_VAR: "1",  # the controller and workers run the noop stage
+        "TMPDIR": str(scratch_root),
     }
     client = redis.Redis.from_url(redis_url)
     registry = Registry(client)
@@ -265,6 +271,15 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
             with controller.sessions() as session:
                 return all(session.get(Analysis, i).status == "READY" for i in ids)  # type: ignore[union-attr]
 
+        _wait_for_sync(lambda: bool(workers()), "a worker to start", 60)
+        (scaler_pid,) = [p for p, c in _children(up.pid).items() if "scaler serve" in c]
+        os.kill(scaler_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            kids = _children(up.pid)
+            return any("scaler serve" in c and p != scaler_pid for p, c in kids.items())
+
+        _wait_for_sync(restarted, "the scaler to be restarted", 30)
         _wait_for_sync(done, "every analysis to complete", DEADLINE_S)
         assert len([c for c in seen.values() if "worker serve" in c]) >= 2  # 0 -> N
         _wait_for_sync(lambda: not workers(), "workers back to 0", 60)  # N -> 0
@@ -279,4 +294,40 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         client.close()
     assert seen
     assert not [pid for pid in seen if _alive(pid)]  # nothing left running
-    assert "nothing left running" in (tmp_path / "up.out").read_text()
+    out = (tmp_path / "up.out").read_text()
+    assert "nothing left running" in out
+    assert "scaler exited with -9; restarting it" in out and "restarted scaler" in out
+    assert list(scratch_root.iterdir()) == []  # every worker removed its temporary folder
+
+
+def test_up_exits_non_zero_when_a_part_cannot_be_restarted(redis_url: str, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from oasis_keda.runtime.supervisor import cli_command
+
+    env = {**os.environ, "OASIS_KEDA_REDIS_URL": redis_url, "OASIS_KEDA_STORAGE_DIR": str(tmp_path)}
+    log = (tmp_path / "up.out").open("wb")
+    up = subprocess.Popen(
+        [*cli_command(), "up", "--no-api", "--max-restarts", "0"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_sync(
+            lambda: "Running" in (tmp_path / "up.out").read_text(), "up to be running", 60
+        )
+        children = _children(up.pid)
+        (controller_pid,) = [p for p, c in children.items() if "controller serve" in c]
+        os.kill(controller_pid, signal.SIGKILL)
+        assert up.wait(timeout=60) == 1
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        log.close()
+    out = (tmp_path / "up.out").read_text()
+    assert "controller exited 1 time(s) within 300 s, more than the 0 restart(s) allowed" in out
+    assert "nothing left running" in out
+    assert not [pid for pid in children if _alive(pid)]

@@ -3,12 +3,15 @@
 Covers: GetMetricSpec (one stable metric, target 1 in both fields); GetMetrics and IsActive
 from waiting messages sent by Celery's own ``send_task`` with priorities (every priority
 list counted), from task and busy leases, from main tasks; the busy floor; the global
-budget by priority over RPC; INVALID_ARGUMENT and NOT_FOUND with messages; StreamMetricSpec
+budget by priority over RPC; the budget as a ceiling on live workers (draining workers,
+a scaler restart, the start allowance); INVALID_ARGUMENT and NOT_FOUND with messages; StreamMetricSpec
 UNIMPLEMENTED; grpc.health.v1 SERVING after the first Redis read; configuration changes
 taking effect on the next call; one EVALSHA per GetMetrics.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 import pytest
@@ -104,6 +107,45 @@ async def test_global_budget_goes_to_priority(redis_url: str, redis_client: redi
         assert await desired(stub, "lo") == 1
         Registry(redis_client).set_global_worker_limit(None)
         assert await desired(stub, "lo") == 4
+
+
+async def test_global_limit_is_a_ceiling_on_live_workers(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Grants grow only from free capacity; draining workers keep theirs; grants survive a
+    scaler restart; a raise whose workers never start holds capacity for the allowance."""
+    qa = register(redis_client, "a", scaling_strategy="QUEUE_LOAD")
+    register(redis_client, "b", scaling_strategy="QUEUE_LOAD")
+    for n in range(3):
+        redis_client.hset(keys.main_tasks("a"), f"{n}:losses", f"5:{1000 + n}")
+    Registry(redis_client).set_global_worker_limit(3)
+    fields = {"snapshot_max_age_s": 0.0, "start_allowance_s": 2.0}
+    workers = [LeaseKeeper(redis_client, queue=qa, node=f"a{i}", ttl_s=30) for i in range(3)]
+    try:
+        async with running_scaler(redis_url, **fields) as server, scaler_stub(server.port) as stub:
+            assert await desired(stub, "a") == 3
+            for w in workers:
+                w.refresh()  # a's three workers are live
+            redis_client.hset(keys.main_tasks("b"), "9:losses", "5:5000")
+            # b's share is 1, but a's three live workers hold the whole limit: b waits.
+            assert await desired(stub, "a") == 2
+            assert await desired(stub, "b") == 0
+        async with running_scaler(redis_url, **fields) as server, scaler_stub(server.port) as stub:
+            assert await desired(stub, "b") == 0  # a restarted scaler keeps the grants
+            workers[2].stop()  # a's third worker drained and exited
+            assert await desired(stub, "b") == 1
+            assert await desired(stub, "a") == 2
+            # b's raise holds its capacity while b's worker starts: a cannot take it back.
+            redis_client.hdel(keys.main_tasks("b"), "9:losses")
+            assert await desired(stub, "b") == 0
+            assert await desired(stub, "a") == 2  # a's share is 3 again, b's raise pending
+            await asyncio.sleep(2.2)  # the start allowance is over: b's worker never came
+            assert await desired(stub, "a") == 3
+    finally:
+        for w in workers:
+            w.stop()
+        Registry(redis_client).set_global_worker_limit(None)
+    assert not redis_client.exists(keys.BUDGET_GRANTS)  # the grants go with the limit
 
 
 async def test_bad_metadata_and_unknown_model(redis_url: str) -> None:

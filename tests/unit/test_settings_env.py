@@ -135,6 +135,7 @@ DEFAULTS: list[tuple[str, dict[str, object]]] = [
             "poll_interval_s": 1.0,
             "recheck_interval_s": 5.0,
             "health_interval_s": 1.0,
+            "start_allowance_s": 60.0,
             "grace_s": 5.0,
         },
     ),
