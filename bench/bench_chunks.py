@@ -142,9 +142,8 @@ def _loss_rows(case: tuple[str, Any, Path, Path | None, dict[str, Any]], work: P
 def _lookup_row(name: str, model: Any, loc: Path, work: Path) -> str:
     from worker import lookup
 
-    settings_path = work / f"lookup-settings-{time.monotonic_ns()}.json"
-    settings_path.parent.mkdir(parents=True, exist_ok=True)
-    settings_path.write_text(json.dumps({"gul_output": True}), encoding="utf-8")
+    # the model's own analysis settings: oasislmf validates them while loading the options
+    settings_path = model.root / "analysis_settings.json"
     options = lookup.generate_options(
         model, location_file=loc, accounts_file=None, settings_file=settings_path
     )
