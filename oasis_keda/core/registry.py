@@ -18,7 +18,13 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from oasis_keda.core import keys
-from oasis_keda.core.config import ChunkingConfig, ScalingConfig, _Config, update_config
+from oasis_keda.core.config import (
+    MAX_WORKERS,
+    ChunkingConfig,
+    ScalingConfig,
+    _Config,
+    update_config,
+)
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 
 MODELS_PK_INDEX = f"{keys.MODELS}:pk"
@@ -172,11 +178,20 @@ class Registry:
         return None if raw is None else int(raw)
 
     def set_global_worker_limit(self, limit: int | None) -> None:
-        """Set the cluster-wide worker cap; ``None`` removes it."""
+        """Set the cluster-wide worker cap (0 to :data:`MAX_WORKERS`); ``None`` removes it."""
         if limit is None:
             self.client.hdel(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT)
         else:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ConfigError({"global_worker_limit": "must be an integer >= 0"})
+                raise ConfigError(
+                    {"global_worker_limit": f"must be an integer >= 0, got {limit!r}"}
+                )
+            if limit > MAX_WORKERS:
+                raise ConfigError(
+                    {
+                        "global_worker_limit": f"must be at most {MAX_WORKERS} "
+                        f"(the most workers a model may have), got {limit}"
+                    }
+                )
             self.client.hset(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT, str(limit))
         self.client.publish(f"{keys.PREFIX}:activity:*settings", "global_worker_limit")
