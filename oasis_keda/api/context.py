@@ -25,7 +25,7 @@ from oasis_keda.api.errors import NotFoundError
 from oasis_keda.api.settings import ApiSettings
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.model_dir import ModelDirError, read_model_dir
-from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.registry import ModelRecord, Registry, RegistryStore
 from oasis_keda.core.storage import Storage
 from oasis_keda.core.store import make_engine, make_session_factory
 
@@ -51,12 +51,13 @@ class ApiContext:
         engine = make_engine(core.effective_database_url)
         client = redis.Redis.from_url(core.redis_url)
         secret = settings.secret or load_or_create_secret(core.storage_dir)
+        sessions = make_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             redis_client=client,
-            registry=Registry(client),
+            registry=Registry(client, RegistryStore(sessions)),
             storage=Storage(core.storage_dir),
             auth=Authenticator(settings, secret=secret),
         )

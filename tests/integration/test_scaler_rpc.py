@@ -106,7 +106,8 @@ async def test_global_budget_goes_to_priority(redis_url: str, redis_client: redi
         assert await desired(stub, "lo") == 4
 
 
-async def test_bad_metadata_and_unknown_model(redis_url: str) -> None:
+async def test_bad_metadata_and_unknown_model(redis_url: str, redis_client: redis.Redis) -> None:
+    redis_client.set(keys.REGISTRY_LOADED, "1")  # a whole registry: unknown is unregistered
     async with running_scaler(redis_url) as server, scaler_stub(server.port) as stub:
         calls = [
             lambda r: stub.IsActive(r),
