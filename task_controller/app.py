@@ -5,8 +5,8 @@ its canvas onto the model's queue (:mod:`task_controller.dispatch`); ``request_r
 by a worker when a generate-and-run's inputs are READY, requests the losses stage
 (:mod:`task_controller.requests`). The controller process also runs the
 :class:`~task_controller.janitor.Janitor`, which calls :func:`reconcile` (the registry cache
-rebuilt if Redis lost it, then the main-task marks) and restores the messages of
-:func:`janitor_queues`.
+rebuilt if Redis lost it, what the broker lost sent again, then the main-task marks) and
+restores the messages of :func:`janitor_queues`.
 
 :func:`add_dispatch_hook` adds a callable run before each dispatch, in the main task, with
 its lease held; production adds none (the test harness's pause, see docs/CONTROLLER.md).
@@ -27,6 +27,7 @@ from oasis_keda.core.store import make_engine, make_session_factory
 from task_controller import records
 from task_controller.dispatch import DISPATCH_TASK, Dispatcher
 from task_controller.errors import RequestError
+from task_controller.lost_queue import LostQueue
 from task_controller.requests import Requests
 from worker.app import WorkerContext, make_app, make_context
 
@@ -108,10 +109,12 @@ def sync_registry(dispatcher: Dispatcher) -> None:
         logger.info("registry: %d models copied into the records database", result.saved)
 
 
-def reconcile(dispatcher: Dispatcher) -> None:
+def reconcile(dispatcher: Dispatcher, lost: LostQueue | None = None) -> None:
     """Make the registry cache whole, then every model's main-task marks equal what the
-    records say is in progress."""
+    records say is in progress; with ``lost``, send again what the broker lost."""
     sync_registry(dispatcher)
+    if lost is not None:
+        lost.sweep()
     model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
     with dispatcher.sessions.begin() as session:
         added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)

@@ -55,6 +55,13 @@ logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "oasis_keda.controller.dispatch"
 
+
+def main_task_id(analysis_id: int, run_number: int) -> str:
+    """The task id of a run's main task: known from the records alone, so that the janitor
+    can tell whether the broker still holds it."""
+    return f"oasis-keda-main-{analysis_id}-{run_number}"
+
+
 #: Plans a stage from its chunking configuration and job; raises PlanError to refuse it.
 Planner = Callable[[ChunkingConfig, Job], ChunkPlan]
 
@@ -169,6 +176,7 @@ class Dispatcher:
                     analysis.num_events_total = plan.basis or plan.chunks
                 elif stage == INPUTS:
                     analysis.lookup_chunks = plan.chunks
+                records.write_run_file(Path(job["run_root"]), records.JOB_FILE, dict(job))
                 canvas = build_canvas(
                     self.app, spec, job, planned, [r.id for r in rows], priority=analysis.priority
                 )
