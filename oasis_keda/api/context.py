@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from oasis_keda.api.auth import Authenticator, bearer_token, load_or_create_secret
 from oasis_keda.api.errors import NotFoundError
 from oasis_keda.api.settings import ApiSettings
+from oasis_keda.core import keys
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.model_dir import ModelDirError, read_model_dir
 from oasis_keda.core.registry import ModelRecord, Registry, RegistryStore
@@ -59,7 +60,7 @@ class ApiContext:
             redis_client=client,
             registry=Registry(client, RegistryStore(sessions)),
             storage=Storage(core.storage_dir),
-            auth=Authenticator(settings, secret=secret),
+            auth=Authenticator(settings, secret=secret, consume=_consumer(client)),
         )
 
     def close(self) -> None:
@@ -135,3 +136,14 @@ def check_id(pk: int) -> int:
     if not 1 <= pk <= MAX_ID:
         raise NotFoundError()
     return pk
+
+
+def _consumer(client: redis.Redis) -> Callable[[str, int], bool]:
+    """Records used refresh tokens in Redis (shared by every API replica)."""
+
+    def consume(token_id: str, ttl_s: int) -> bool:
+        return bool(
+            client.set(f"{keys.PREFIX}:auth:used-refresh:{token_id}", "1", nx=True, ex=ttl_s)
+        )
+
+    return consume

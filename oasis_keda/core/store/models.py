@@ -35,6 +35,9 @@ class StoredFile(Base):
 
 class Portfolio(Base):
     __tablename__ = "portfolios"
+    # ids are never used twice, even after the newest row is deleted (SQLite's AUTOINCREMENT;
+    # PostgreSQL's sequences never go back)
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -57,6 +60,7 @@ class Portfolio(Base):
 
 class Analysis(Base):
     __tablename__ = "analyses"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids never used twice
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
