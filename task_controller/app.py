@@ -5,8 +5,9 @@ its canvas onto the model's queue (:mod:`task_controller.dispatch`); ``request_r
 by a worker when a generate-and-run's inputs are READY, requests the losses stage
 (:mod:`task_controller.requests`). The controller process also runs the
 :class:`~task_controller.janitor.Janitor`, which calls :func:`reconcile` (the registry cache
-rebuilt if Redis lost it, what the broker lost sent again, then the main-task marks) and
-restores the messages of :func:`janitor_queues`.
+rebuilt if Redis lost it, what the broker lost sent again, dead workers' temporary
+directories removed, then the main-task marks) and restores the messages of
+:func:`janitor_queues`.
 
 :func:`add_dispatch_hook` adds a callable run before each dispatch, in the main task, with
 its lease held; production adds none (the test harness's pause, see docs/CONTROLLER.md).
@@ -29,6 +30,7 @@ from task_controller.dispatch import DISPATCH_TASK, Dispatcher
 from task_controller.errors import RequestError
 from task_controller.lost_queue import LostQueue
 from task_controller.requests import Requests
+from task_controller.scratch_cleanup import remove_dead_scratch
 from worker.app import WorkerContext, make_app, make_context
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ def reconcile(dispatcher: Dispatcher, lost: LostQueue | None = None) -> None:
     sync_registry(dispatcher)
     if lost is not None:
         lost.sweep()
+    remove_dead_scratch(dispatcher.client, janitor_queues(dispatcher))
     model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
     with dispatcher.sessions.begin() as session:
         added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)

@@ -8,7 +8,8 @@ message printed, in seconds, and nothing stays queued; out-of-range values are r
 the CLI and the API with the same message, nothing is stored, the scaler keeps answering
 from the stored configuration and the manifests stay in int32; a worker SIGKILLed
 mid-chunk: the chunk runs again elsewhere, its record shows the retry, the analysis
-completes.
+completes, and the janitor removes the dead worker's temporary directory (not a live
+one's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ import yaml
 from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
 from oasis_keda.runtime.embedded_redis import EmbeddedRedis
+from task_controller.scratch_cleanup import scratch_dir
 from tests.faults.conftest import record
 from tests.integration.api_support import api_settings, start_server
 from tests.stack_support import Stack, cli, running_stack, wait_for
@@ -149,10 +152,17 @@ def test_worker_sigkill_mid_chunk_is_retried_and_recorded(
         return bool(running)
 
     wait_for(a_chunk_running, 60, "a chunk running")
+    # the worker's temporary directory, by the convention workers follow (filled as a
+    # chunk would fill it); the janitor must remove it once the worker is gone
+    scratch = scratch_dir(f"{MODEL}.{worker.pid}@{socket.gethostname()}")
+    scratch.mkdir(exist_ok=True)
+    (scratch / "chunk-output.bin").write_bytes(b"\0" * (1 << 20))
     killed_at = time.monotonic()
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
-    stack.start_worker(MODEL, name="worker2")
+    worker2 = stack.start_worker(MODEL, name="worker2")
+    live_scratch = scratch_dir(f"{MODEL}.{worker2.pid}@{socket.gethostname()}")
+    live_scratch.mkdir(exist_ok=True)
     status = stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}, 120)
     recovered_s = time.monotonic() - killed_at
     assert status == "READY"
@@ -163,5 +173,13 @@ def test_worker_sigkill_mid_chunk_is_retried_and_recorded(
     assert f".{worker.pid}@" in (rerun.retry_log or "") and "was lost with its worker" in (
         rerun.retry_log or ""
     )
+    wait_for(lambda: not scratch.exists(), 30, "the dead worker's temporary directory removed")
+    removed_s = time.monotonic() - killed_at
+    assert live_scratch.exists()  # a live worker's is kept
+    live_scratch.rmdir()
     client.close()
-    record("worker SIGKILL mid-chunk", recovered_s=round(recovered_s, 1))
+    record(
+        "worker SIGKILL mid-chunk",
+        recovered_s=round(recovered_s, 1),
+        scratch_removed_s=round(removed_s, 1),
+    )
