@@ -5,7 +5,8 @@ Covers: a first step lost from the broker is queued again and the stage complete
 record showing the new attempt; the whole Redis database wiped while a chunk runs (queued
 chunks, chord state, leases and the registry cache all gone) ends READY with the lost
 chunks' records showing the retry; a sub-task lost again and again fails its stage, past
-the retry budget, with a message saying the queue was lost.
+the retry budget, with a message saying the queue was lost; a main task lost from the
+controller's queue is requested again.
 """
 
 from __future__ import annotations
@@ -119,3 +120,16 @@ def test_past_the_budget_the_stage_fails_saying_the_queue_was_lost(
     assert first.retry_count == LOST_QUEUE_RETRIES
     assert "the queue was lost" in (first.error_log or "")
     assert f"queued again {LOST_QUEUE_RETRIES} times, giving up" in (first.error_log or "")
+
+
+def test_a_lost_main_task_is_requested_again(
+    stack: Stack, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # No controller yet: the main task waits in the controller's queue, and is lost there.
+    analysis_id = _request(stack, tmp_path, noop_chunks=2)
+    assert any(redis_client.llen(q) for q in keys.queue_lists(keys.CONTROLLER_QUEUE))
+    redis_client.delete(*keys.queue_lists(keys.CONTROLLER_QUEUE))
+    stack.start_controller()
+    stack.start_worker(MODEL)
+    assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}, 60) == "READY"
+    assert "its main task was lost with the queue; noop requested again" in stack.log("controller")
