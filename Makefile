@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # or an embedded one started on a free port and stopped afterwards.
 WITH_REDIS := $(PY) -m oasis_keda.runtime.embedded_redis --
 
-.PHONY: all install redis-server format lint mypy layers proto test test-slow bench demo clean
+.PHONY: all install redis-server format lint mypy layers proto test test-slow test-faults bench demo clean
 
 all: lint mypy test
 
@@ -54,6 +54,10 @@ test: install lint mypy layers
 
 test-slow: install
 	$(WITH_REDIS) $(PY) -m pytest -q -m slow
+
+# The fault suite (docs/RELIABILITY.md): each case starts its own Redis and processes.
+test-faults: install
+	$(WITH_REDIS) $(PY) -m pytest -q -m faults tests/faults
 
 bench: install
 	$(WITH_REDIS) $(PY) -m bench

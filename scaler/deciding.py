@@ -26,7 +26,7 @@ from oasis_keda.core import keys
 from oasis_keda.core.config import ScalingConfig
 from oasis_keda.core.errors import BrokerUnavailableError, ModelNotFoundError
 from scaler.budget import Demand, Grants, grant, pending_raise
-from scaler.errors import StoredConfigError
+from scaler.errors import RegistryNotLoadedError, StoredConfigError
 from scaler.state import Snapshot, StateReader
 from scaler.strategies import ModelState, desired_workers
 
@@ -94,12 +94,17 @@ class Decider:
         self._budgets: weakref.WeakKeyDictionary[Snapshot, Grants] = weakref.WeakKeyDictionary()
 
     async def decide(self, model_id: str, *, fresh: bool = False) -> Decision:
-        """The decision for one model; raises ModelNotFoundError, StoredConfigError or
-        BrokerUnavailableError. ``fresh``: from a read started after this call."""
+        """The decision for one model; raises ModelNotFoundError, RegistryNotLoadedError,
+        StoredConfigError or BrokerUnavailableError. ``fresh``: from a read started after this call."""
         snapshot = await self.reader.read(model_id, fresh=fresh)
         if model_id in snapshot.broken:
             raise StoredConfigError(snapshot.broken[model_id])
         if model_id not in snapshot.models:
+            if not await self.reader.registry_loaded():
+                raise RegistryNotLoadedError(
+                    f"model {model_id!r} is not in the registry cache, which Redis lost and "
+                    "the controller has not rebuilt yet"
+                )
             raise ModelNotFoundError(model_id)
         decision = await self._decision(snapshot, model_id)
         self._log(decision)

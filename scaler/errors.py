@@ -8,6 +8,7 @@ __all__ = [
     "BrokerUnavailableError",
     "MetadataError",
     "ModelNotFoundError",
+    "RegistryNotLoadedError",
     "ScalerError",
     "StoredConfigError",
 ]
@@ -23,3 +24,8 @@ class MetadataError(ScalerError):
 
 class StoredConfigError(ScalerError):
     """A model's stored record cannot be read (written by something other than the registry)."""
+
+
+class RegistryNotLoadedError(ScalerError):
+    """A model is missing from a registry cache that Redis lost and the controller has not
+    rebuilt yet: unknown, not unregistered (answered UNAVAILABLE, never NOT_FOUND or 0)."""

@@ -18,7 +18,7 @@ import grpc
 from oasis_keda.core.errors import BrokerUnavailableError, ModelNotFoundError
 from scaler.activity import ActivityHub
 from scaler.deciding import Decider, Decision
-from scaler.errors import MetadataError, StoredConfigError
+from scaler.errors import MetadataError, RegistryNotLoadedError, StoredConfigError
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
@@ -43,6 +43,7 @@ _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (MetadataError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
     (BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (RegistryNotLoadedError, grpc.StatusCode.UNAVAILABLE),
     (StoredConfigError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 _EXPECTED = tuple(kind for kind, _ in _STATUS)

@@ -228,6 +228,15 @@ class StateReader:
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"Redis unreachable: {exc or type(exc).__name__}") from exc
 
+    async def registry_loaded(self) -> bool:
+        """Whether the registry cache is whole (``keys.REGISTRY_LOADED``); raises
+        BrokerUnavailableError unless Redis answers within the timeout."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return bool(await self.client.exists(keys.REGISTRY_LOADED))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailableError(f"Redis unreachable: {exc or type(exc).__name__}") from exc
+
     def invalidate(self) -> None:
         """Drop the cached all-model snapshot (the registry or a setting changed)."""
         self._all = None

@@ -4,8 +4,10 @@ Two main tasks: ``oasis_keda.controller.dispatch`` plans one stage of one analys
 its canvas onto the model's queue (:mod:`task_controller.dispatch`); ``request_run``, sent
 by a worker when a generate-and-run's inputs are READY, requests the losses stage
 (:mod:`task_controller.requests`). The controller process also runs the
-:class:`~task_controller.janitor.Janitor`, which calls :func:`reconcile` and restores the
-messages of :func:`janitor_queues`.
+:class:`~task_controller.janitor.Janitor`, which calls :func:`reconcile` (the registry cache
+rebuilt if Redis lost it, what the broker lost sent again, dead workers' temporary
+directories removed, then the main-task marks) and restores the messages of
+:func:`janitor_queues`.
 
 :func:`add_dispatch_hook` adds a callable run before each dispatch, in the main task, with
 its lease held; production adds none (the test harness's pause, see docs/CONTROLLER.md).
@@ -18,14 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from oasis_keda.core import keys
-from oasis_keda.core.registry import Registry
+from oasis_keda.core.registry import Registry, RegistryStore
+from oasis_keda.core.registry_store import sync
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.stages import LOSSES, REQUEST_RUN_TASK
 from oasis_keda.core.store import make_engine, make_session_factory
 from task_controller import records
 from task_controller.dispatch import DISPATCH_TASK, Dispatcher
 from task_controller.errors import RequestError
+from task_controller.lost_queue import LostQueue
 from task_controller.requests import Requests
+from task_controller.scratch_cleanup import remove_dead_scratch
 from worker.app import WorkerContext, make_app, make_context
 
 logger = logging.getLogger(__name__)
@@ -91,8 +96,28 @@ def make_dispatcher(settings: Settings, *, context: WorkerContext | None = None)
     return dispatcher
 
 
-def reconcile(dispatcher: Dispatcher) -> None:
-    """Make every model's main-task marks equal what the records say is in progress."""
+def sync_registry(dispatcher: Dispatcher) -> None:
+    """Make the registry cache in Redis and its copy in the records database equal: after a
+    Redis restart that lost them, the models come back from the database."""
+    result = sync(dispatcher.client, RegistryStore(dispatcher.sessions))
+    if result.rebuilt or result.restored or result.dropped:
+        logger.warning(
+            "registry cache rebuilt from the records database: %d models restored, "
+            "%d removed (Redis had lost them)",
+            result.restored,
+            result.dropped,
+        )
+    elif result.saved:
+        logger.info("registry: %d models copied into the records database", result.saved)
+
+
+def reconcile(dispatcher: Dispatcher, lost: LostQueue | None = None) -> None:
+    """Make the registry cache whole, then every model's main-task marks equal what the
+    records say is in progress; with ``lost``, send again what the broker lost."""
+    sync_registry(dispatcher)
+    if lost is not None:
+        lost.sweep()
+    remove_dead_scratch(dispatcher.client, janitor_queues(dispatcher))
     model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
     with dispatcher.sessions.begin() as session:
         added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)

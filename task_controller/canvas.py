@@ -52,8 +52,16 @@ def build_canvas(
     subtask_ids: Sequence[int],
     *,
     priority: int,
+    start: int = 0,
 ) -> Signature:
-    """The stage's canvas; ``subtask_ids`` are the record ids of ``planned``, in order."""
+    """The stage's canvas; ``subtask_ids`` are the record ids of ``planned``, in order.
+
+    ``start`` > 0 leaves out the steps before it (a stage sent again from that step, when
+    the broker lost it): at most ``len(spec.before)``, where the canvas is the chord of
+    every chunk and the steps after it.
+    """
+    if not 0 <= start <= len(spec.before):
+        raise ValueError(f"start must be 0..{len(spec.before)}, got {start}")
     options = {"queue": job["queue"], "priority": broker_priority(priority)}
     before_n = len(spec.before)
     chunk_n = job["num_chunks"]
@@ -70,8 +78,9 @@ def build_canvas(
         sigs.append(sig.set(task_id=item.task_id, **options))
     # The first step is sent from the controller and nobody reads its result: without this
     # a sender outside a worker would subscribe to it on the result backend.
-    sigs[0] = sigs[0].set(ignore_result=True)
-    before = sigs[:before_n]
+    if start < before_n:
+        sigs[start] = sigs[start].set(ignore_result=True)
+    before = sigs[start:before_n]
     header = sigs[before_n : before_n + chunk_n]
     after = sigs[before_n + chunk_n :]
     return chain(*before, chord(header, after[0]), *after[1:])

@@ -4,7 +4,9 @@ PURE: (chunking configuration, location rows or event count) -> chunk count, by 
 v2 rules (``FIXED_CHUNKS``: the configured count; ``DYNAMIC_CHUNKS``: rows or events divided
 by the configured number per chunk, rounded up) plus the clamps Oasis forgets: a FIXED lookup
 never has more chunks than rows, a FIXED loss run never more chunks than events, DYNAMIC
-counts are capped by ``dynamic_chunks_max``. Zero is a value, never "missing" (an Oasis
+counts are capped by ``dynamic_chunks_max``, and no stage has more than
+:data:`~oasis_keda.core.config.MAX_CHUNKS` chunks (a plan above it is refused, whatever the
+configuration it came from). Zero is a value, never "missing" (an Oasis
 bug): only ``None`` means unknown. Nothing here touches Redis, Celery, files or clocks, so
 the CLI, the API and the controller all refuse a bad request with the same message.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Protocol
+
+from oasis_keda.core.config import MAX_CHUNKS
 
 FIXED = "FIXED_CHUNKS"
 DYNAMIC = "DYNAMIC_CHUNKS"
@@ -79,6 +83,15 @@ def _positive(value: int, field: str) -> int:
     return value
 
 
+def _bounded(chunks: int, field: str) -> int:
+    """The planned count, refused above :data:`MAX_CHUNKS`."""
+    if chunks > MAX_CHUNKS:
+        raise PlanError(
+            field, f"{chunks} chunks planned: a stage may have at most {MAX_CHUNKS} chunks"
+        )
+    return chunks
+
+
 def plan_lookup(config: ChunkingSettings, location_rows: int) -> ChunkPlan:
     """Chunks for input generation over a location file with ``location_rows`` rows."""
     strategy = _strategy(config.lookup_strategy, "lookup_strategy")
@@ -88,11 +101,11 @@ def plan_lookup(config: ChunkingSettings, location_rows: int) -> ChunkPlan:
         raise PlanError("location_file", "the location file has no data rows")
     if strategy == FIXED:
         wanted = _positive(config.fixed_lookup_chunks, "fixed_lookup_chunks")
-        chunks = min(wanted, location_rows)
+        chunks = _bounded(min(wanted, location_rows), "fixed_lookup_chunks")
     else:
         per_chunk = _positive(config.dynamic_locations_per_lookup, "dynamic_locations_per_lookup")
         cap = _positive(config.dynamic_chunks_max, "dynamic_chunks_max")
-        chunks = min(math.ceil(location_rows / per_chunk), cap)
+        chunks = _bounded(min(math.ceil(location_rows / per_chunk), cap), "dynamic_chunks_max")
     return ChunkPlan(stage="inputs", strategy=strategy, chunks=chunks, basis=location_rows)
 
 
@@ -114,6 +127,7 @@ def plan_losses(config: ChunkingSettings, number_of_events: int | None) -> Chunk
     if strategy == FIXED:
         wanted = _positive(config.fixed_analysis_chunks, "fixed_analysis_chunks")
         chunks = wanted if number_of_events is None else min(wanted, number_of_events)
+        chunks = _bounded(chunks, "fixed_analysis_chunks")
     else:
         if number_of_events is None:
             raise PlanError(
@@ -123,5 +137,5 @@ def plan_losses(config: ChunkingSettings, number_of_events: int | None) -> Chunk
             )
         per_chunk = _positive(config.dynamic_events_per_analysis, "dynamic_events_per_analysis")
         cap = _positive(config.dynamic_chunks_max, "dynamic_chunks_max")
-        chunks = min(math.ceil(number_of_events / per_chunk), cap)
+        chunks = _bounded(min(math.ceil(number_of_events / per_chunk), cap), "dynamic_chunks_max")
     return ChunkPlan(stage="losses", strategy=strategy, chunks=chunks, basis=number_of_events)

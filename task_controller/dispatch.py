@@ -6,8 +6,9 @@ A main task may be delivered more than once (a controller killed while holding i
 restored by the janitor), so a dispatch is idempotent: it acts only while the analysis is
 still ``*_QUEUED`` on the same run, and rows written by an earlier delivery whose canvas
 never left are sent again with their recorded task ids. A stage that cannot be planned
-(bad location file, model directory, chunking) ends in ``*_ERROR``, the message recorded
-on its first sub-task and in the run's traceback file.
+(bad location file, model directory, chunking), or whose dispatch fails in any other way,
+ends in ``*_ERROR``, the message recorded on its first sub-task and in the run's traceback
+file: no analysis stays queued with nothing queued for it.
 
 How a stage is planned is looked up by its name in :data:`PLANNERS`: inputs by location
 rows, losses by events. :func:`register_planner` adds the planner of a stage added beside
@@ -16,6 +17,7 @@ them (the test harness's trivial stage, see docs/CONTROLLER.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,7 +39,7 @@ from oasis_keda.core.stages import INPUTS, LOSSES, Job, StageSpec, spec_for
 from oasis_keda.core.statuses import SubTaskStatus
 from oasis_keda.core.storage import Storage
 from oasis_keda.core.store import Analysis, StoredFile, SubTask, utcnow
-from oasis_keda.core.store.transitions import transition
+from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
 from task_controller.analysis_config import (
     chunking_of,
@@ -52,6 +54,13 @@ from task_controller.errors import RequestError
 logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "oasis_keda.controller.dispatch"
+
+
+def main_task_id(analysis_id: int, run_number: int) -> str:
+    """The task id of a run's main task: known from the records alone, so that the janitor
+    can tell whether the broker still holds it."""
+    return f"oasis-keda-main-{analysis_id}-{run_number}"
+
 
 #: Plans a stage from its chunking configuration and job; raises PlanError to refuse it.
 Planner = Callable[[ChunkingConfig, Job], ChunkPlan]
@@ -98,8 +107,34 @@ class Dispatcher:
     def dispatch(
         self, analysis_id: int, run_number: int, stage: str, options: dict[str, Any]
     ) -> int:
-        """Plan the stage and send its canvas. Returns the number of sub-tasks (0: skipped)."""
+        """Plan the stage and send its canvas. Returns the number of sub-tasks (0: skipped
+        or failed).
+
+        Any exception on the way ends the stage in its error status with the message
+        recorded, so that no analysis stays queued with nothing queued for it. Only a
+        failure to record that (the records database unreachable) propagates.
+        """
         spec = spec_for(stage)
+        try:
+            return self._dispatch(analysis_id, run_number, spec, options)
+        except Exception as exc:
+            logger.exception(
+                "analysis %s run %s: %s dispatch failed", analysis_id, run_number, stage
+            )
+            with self.sessions.begin() as session:
+                analysis = records.get_analysis(session, analysis_id)
+                if analysis.run_number != run_number:
+                    return 0
+                self._fail_dispatch(session, analysis, spec, exc)
+                model_id = analysis.model_id
+            with contextlib.suppress(redis.RedisError):  # else the janitor's reconcile
+                clear_main_task(self.client, model_id, analysis_id, stage)
+            return 0
+
+    def _dispatch(
+        self, analysis_id: int, run_number: int, spec: StageSpec, options: dict[str, Any]
+    ) -> int:
+        stage = spec.stage
         with self.sessions.begin() as session:
             analysis = records.get_analysis(session, analysis_id)
             if analysis.run_number != run_number or analysis.status != spec.queued:
@@ -115,7 +150,7 @@ class Dispatcher:
                 model = self.registry.get(analysis.model_id)
                 job = self._job(session, analysis, model, spec, options)
                 plan = self._plan(analysis, model, job)
-            except (PlanError, ModelNotFoundError, ModelDirError, RequestError) as exc:
+            except Exception as exc:  # noqa: BLE001 - every refusal and every surprise alike
                 self._fail_dispatch(session, analysis, spec, exc)
                 model_id = analysis.model_id
                 failed = True
@@ -141,6 +176,7 @@ class Dispatcher:
                     analysis.num_events_total = plan.basis or plan.chunks
                 elif stage == INPUTS:
                     analysis.lookup_chunks = plan.chunks
+                records.write_run_file(Path(job["run_root"]), records.JOB_FILE, dict(job))
                 canvas = build_canvas(
                     self.app, spec, job, planned, [r.id for r in rows], priority=analysis.priority
                 )
@@ -217,10 +253,11 @@ class Dispatcher:
     def _fail_dispatch(
         self, session: Session, analysis: Analysis, spec: StageSpec, exc: Exception
     ) -> None:
-        """The stage cannot start: its first sub-task is recorded as ERROR with the message."""
-        message = str(exc)
+        """The stage cannot start: its first sub-task is recorded as ERROR with the message
+        (the run's other rows, if any were written, CANCELLED), and the message is the run's
+        traceback file."""
+        message = failure_message(exc)
         logger.error("analysis %s: %s refused: %s", analysis.id, spec.stage, message)
-        first = spec.before[0]
         now = utcnow()
         if not transition(
             session,
@@ -231,21 +268,27 @@ class Dispatcher:
             task_finished=now,
         ):
             return  # cancelled meanwhile
-        sub = SubTask(
-            analysis_id=analysis.id,
-            run_number=analysis.run_number,
-            stage=spec.stage,
-            slug=first.slug,
-            name=first.name,
-            status=SubTaskStatus.ERROR.value,
-            queue_name=keys.CONTROLLER_QUEUE,
-            pending_time=now,
-            start_time=now,
-            end_time=now,
-            error_log=message + "\n",
-            output_log="",
-        )
-        session.add(sub)
+        rows = records.subtasks(session, analysis.id, analysis.run_number)
+        if rows:  # written by this delivery or an earlier one: the first carries the error
+            sub = rows[0]
+            cancel_unfinished(session, analysis.id, analysis.run_number, except_id=sub.id)
+        else:
+            first = spec.before[0]
+            sub = SubTask(
+                analysis_id=analysis.id,
+                run_number=analysis.run_number,
+                stage=spec.stage,
+                slug=first.slug,
+                name=first.name,
+                queue_name=keys.CONTROLLER_QUEUE,
+                pending_time=now,
+                output_log="",
+            )
+            session.add(sub)
+        sub.status = SubTaskStatus.ERROR.value
+        sub.start_time = sub.start_time or now
+        sub.end_time = now
+        sub.error_log = message + "\n"
         root = self.storage.run_dirs(analysis.id, analysis.run_number).root
         root.mkdir(parents=True, exist_ok=True)
         traceback_path = root / "traceback.txt"
@@ -262,3 +305,14 @@ class Dispatcher:
             analysis.run_traceback_file_id = stored.id
         else:
             analysis.input_generation_traceback_file_id = stored.id
+
+
+#: Refusals whose message already says what is wrong; any other exception is named by type.
+EXPECTED_ERRORS = (PlanError, ModelNotFoundError, ModelDirError, RequestError)
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message recorded for a stage that could not be dispatched."""
+    if isinstance(exc, EXPECTED_ERRORS):
+        return str(exc)
+    return f"dispatch failed: {type(exc).__name__}: {exc}"

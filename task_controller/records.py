@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,27 @@ from oasis_keda.core.store import Analysis, StoredFile, SubTask, utcnow
 from task_controller.errors import AnalysisNotFoundError
 
 STATUS_COUNT_KEYS = ("PENDING", "QUEUED", "STARTED", "COMPLETED", "CANCELLED", "ERROR")
+#: In a run's directory: the job its sub-tasks got, and the request that queued it, so that
+#: what the broker lost can be sent again exactly as it was.
+JOB_FILE = "job.json"
+REQUEST_FILE = "request.json"
+
+
+def write_run_file(run_root: Path, name: str, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON into a run's directory (atomically: renamed into place)."""
+    run_root.mkdir(parents=True, exist_ok=True)
+    partial = run_root / f".{name}.partial"
+    partial.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    partial.replace(run_root / name)
+
+
+def read_run_file(run_root: Path, name: str) -> dict[str, Any] | None:
+    """What :func:`write_run_file` wrote; None if it is missing or unreadable."""
+    try:
+        data = json.loads((run_root / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

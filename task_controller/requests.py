@@ -37,7 +37,7 @@ from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
 from task_controller.analysis_config import chunking_of, events_of, model_dir_of, read_settings
 from task_controller.chunking import PlanError, plan_losses
-from task_controller.dispatch import DISPATCH_TASK
+from task_controller.dispatch import DISPATCH_TASK, main_task_id
 from task_controller.errors import RequestError, StatusError
 from worker.app import WorkerContext, broker_priority, make_app, make_context
 
@@ -165,11 +165,17 @@ class Requests:
                 raise StatusError(current.status, spec.allowed_from)
             run_number, priority = int(values["run_number"]), analysis.priority
             model_id = model.model_id
+            records.write_run_file(
+                self.storage.run_dirs(analysis_id, run_number).root,
+                records.REQUEST_FILE,
+                {"stage": stage, "options": options or {}},
+            )
         # Marked before it is sent, so the scaler never sees the main task's work without it.
         set_main_task(self.client, model_id, analysis_id, stage, priority)
         self.app.send_task(
             DISPATCH_TASK,
             args=(analysis_id, run_number, stage, options or {}),
+            task_id=main_task_id(analysis_id, run_number),
             queue=keys.CONTROLLER_QUEUE,
             priority=broker_priority(priority),
             ignore_result=True,  # no result wanted: the sender does not subscribe to one

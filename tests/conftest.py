@@ -2,7 +2,8 @@
 
 The server is the one named by ``OASIS_KEDA_REDIS_URL`` (``make test`` starts one), or an
 embedded one started for the session. Each test that asks for ``redis_url`` gets a
-flushed database.
+flushed database. Every test gets its own records database (``OASIS_KEDA_DATABASE_URL``
+in a temporary directory), so that the registry's copy there never leaks between tests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import redis
 from oasis_keda.runtime.embedded_redis import EmbeddedRedis
 
 TEST_DB = 9
+
+
+@pytest.fixture(autouse=True)
+def _own_records_database(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path_factory.mktemp("records") / "records.sqlite3"
+    monkeypatch.setenv("OASIS_KEDA_DATABASE_URL", f"sqlite:///{path}")
 
 
 @pytest.fixture(scope="session")

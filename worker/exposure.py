@@ -47,6 +47,8 @@ def read_header(location_file: Path) -> list[str]:
         raise InputError(f"location file {location_file} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"location file {location_file} is unreadable: {exc}") from exc
+    except csv.Error as exc:  # e.g. a header cell longer than the csv module's field limit
+        raise InputError(f"location file {location_file}: line 1 (the header): {exc}") from exc
     if not header or not any(h.strip() for h in header):
         raise InputError(f"location file {location_file} is empty (no header row)")
     return header

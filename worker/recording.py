@@ -112,6 +112,16 @@ class Recorder:
                 # atomically and Celery's chord counts each task once, so it simply runs again.
                 return True
             now = utcnow()
+            retry_count, retry_log = max(sub.retry_count, retries), sub.retry_log
+            if sub.status == SubTaskStatus.STARTED.value:
+                # An attempt started and never finished: its worker was lost and the message
+                # came back. This is a new attempt; the record keeps the first one's trace.
+                retry_count = max(sub.retry_count + 1, retries)
+                retry_log = (retry_log or "") + (
+                    f"retry {retry_count}: attempt started {(sub.start_time or now):%Y-%m-%dT%H:%M:%S} "
+                    f"on {sub.worker or 'an unknown worker'} was lost with its worker; "
+                    f"run again on {worker}\n"
+                )
             started = session.execute(
                 update(SubTask)
                 .where(SubTask.id == subtask_id, SubTask.status.not_in(list(SUBTASK_FINAL)))
@@ -121,9 +131,8 @@ class Recorder:
                     queue_time=func.coalesce(SubTask.queue_time, now),
                     task_id=task_id,
                     worker=worker,
-                    retry_count=case(
-                        (SubTask.retry_count > retries, SubTask.retry_count), else_=retries
-                    ),
+                    retry_count=retry_count,
+                    retry_log=retry_log,
                 )
                 .execution_options(synchronize_session=False)
             )

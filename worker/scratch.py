@@ -33,7 +33,7 @@ def folder_for(node: str, base: Path | None = None) -> Path:
 
 def folder_name(node: str) -> str:
     """The temporary folder's name for a worker node (file-name safe)."""
-    return PREFIX + re.sub(r"[^A-Za-z0-9._-]", "_", node)
+    return PREFIX + re.sub(r"[^A-Za-z0-9._@-]", "_", node)
 
 
 def claim(node: str, base: Path | None = None) -> Path:

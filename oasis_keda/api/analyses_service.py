@@ -4,7 +4,9 @@ the task controller (see :mod:`oasis_keda.api.actions`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import uuid
 from typing import Any
 
@@ -153,3 +155,65 @@ def store_settings(ctx: ApiContext, pk: int, settings: Any) -> StoredFile:
         item.settings_file_id = stored.id
         session.commit()
         return stored
+
+
+#: The analysis's columns that name a stored file of its own (portfolio files are not).
+ANALYSIS_FILE_COLUMNS = (
+    "input_file_id",
+    "output_file_id",
+    "settings_file_id",
+    "lookup_errors_file_id",
+    "lookup_success_file_id",
+    "lookup_validation_file_id",
+    "summary_levels_file_id",
+    "input_generation_traceback_file_id",
+    "run_traceback_file_id",
+    "run_log_file_id",
+)
+
+
+def delete(ctx: ApiContext, pk: int) -> None:
+    """Delete an analysis with its sub-task records and every file it stored: its run
+    directories and the file records and uploads that only it refers to."""
+    prefix = f"{ctx.storage.relpath(ctx.storage.analysis_dir(pk))}/"
+    with ctx.session() as session:
+        item = get_analysis(session, pk)
+        own = {getattr(item, c) for c in ANALYSIS_FILE_COLUMNS} - {None}
+        session.delete(item)
+        session.flush()
+        candidates = list(
+            session.scalars(
+                select(StoredFile).where(
+                    StoredFile.id.in_(own) | StoredFile.path.startswith(prefix)
+                )
+            )
+        )
+        shared = _still_referenced(session, [f.id for f in candidates])
+        files = [f for f in candidates if f.id not in shared]
+        uploads = [ctx.storage.abspath(f.path) for f in files if not f.path.startswith(prefix)]
+        for stored in files:
+            session.delete(stored)
+        session.commit()
+    shutil.rmtree(ctx.storage.analysis_dir(pk), ignore_errors=True)
+    for path in uploads:  # uploads/<uuid>/<name>: the directory holds this file only
+        with contextlib.suppress(OSError):
+            path.unlink()
+            path.parent.rmdir()
+
+
+def _still_referenced(session: Session, file_ids: list[int]) -> set[int]:
+    """The file ids another analysis or a portfolio still refers to (kept)."""
+    found: set[int] = set()
+    columns = [getattr(Analysis, c) for c in ANALYSIS_FILE_COLUMNS] + [
+        getattr(Portfolio, f"{f}_id")
+        for f in (
+            "location_file",
+            "accounts_file",
+            "reinsurance_info_file",
+            "reinsurance_scope_file",
+        )
+    ]
+    for column in columns:
+        values: list[int | None] = list(session.scalars(select(column).where(column.in_(file_ids))))
+        found.update(v for v in values if v is not None)
+    return found

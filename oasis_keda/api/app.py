@@ -27,6 +27,7 @@ from oasis_keda.api import (
 )
 from oasis_keda.api.context import ApiContext
 from oasis_keda.api.errors import ApiError
+from oasis_keda.api.json_depth import JsonDepthLimit
 from oasis_keda.api.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def create_app(settings: ApiSettings, *, ctx: ApiContext | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.ctx = context
+    app.add_middleware(JsonDepthLimit)
     _install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_models.router)

@@ -2,7 +2,9 @@
 
 The official client logs in with ``POST /access_token/`` and, on any 401/403, calls
 ``POST /refresh_token/`` with the refresh token as its bearer and retries; it never logs
-in again, so refresh tokens live long (2 days) and access tokens short (1 h). Users come
+in again, so refresh tokens live long (2 days) and access tokens short (1 h). A refresh
+token is good for one refresh: the answer carries a new one, and the used one is revoked
+(its id is kept, by ``consume``, until it would have expired anyway). Users come
 from configuration; passwords are kept only as argon2 hashes. The signing key comes from
 the environment, or is generated once and kept (mode 0600) in the storage directory so
 that tokens survive a restart and every API replica on a shared volume agrees.
@@ -14,6 +16,7 @@ import dataclasses
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ REFRESH = "refresh"
 MSG_NO_CREDENTIALS = "Authentication credentials were not provided."
 MSG_BAD_TOKEN = "Given token not valid for any token type"
 MSG_BAD_LOGIN = "No active account found with the given credentials"
+MSG_USED_TOKEN = "Token is blacklisted"
 
 
 def load_or_create_secret(storage_dir: Path) -> str:
@@ -69,7 +73,16 @@ class TokenPair:
 class Authenticator:
     """Checks logins and issues/verifies tokens for the configured user."""
 
-    def __init__(self, settings: ApiSettings, *, secret: str) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        secret: str,
+        consume: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        """``consume(token_id, ttl_s)`` records a refresh token as used and says whether it
+        was unused until then (one atomic step: two refreshes with one token, one wins)."""
+        self._consume = consume
         self._hasher = PasswordHasher()
         self._user = settings.user
         password = settings.password
@@ -91,8 +104,14 @@ class Authenticator:
         return self._issue(username)
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """A new pair for a valid refresh token (the client replaces its refresh token)."""
+        """A new pair for a valid refresh token (the client replaces its refresh token); the
+        token used is revoked, so a second use answers 401."""
         claims = self._decode(refresh_token, REFRESH)
+        if self._consume is not None:
+            jti = claims.get("jti")
+            ttl_s = max(int(claims["exp"]) - int(time.time()), 1)
+            if not isinstance(jti, str) or not self._consume(jti, ttl_s):
+                raise AuthError(MSG_USED_TOKEN)
         return self._issue(str(claims["sub"]))
 
     def verify_access(self, token: str) -> str:

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from oasis_keda.api.auth import Authenticator, bearer_token, load_or_create_secret
 from oasis_keda.api.errors import NotFoundError
 from oasis_keda.api.settings import ApiSettings
+from oasis_keda.core import keys
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.model_dir import ModelDirError, read_model_dir
-from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.registry import ModelRecord, Registry, RegistryStore
 from oasis_keda.core.storage import Storage
 from oasis_keda.core.store import make_engine, make_session_factory
 
@@ -51,14 +52,15 @@ class ApiContext:
         engine = make_engine(core.effective_database_url)
         client = redis.Redis.from_url(core.redis_url)
         secret = settings.secret or load_or_create_secret(core.storage_dir)
+        sessions = make_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             redis_client=client,
-            registry=Registry(client),
+            registry=Registry(client, RegistryStore(sessions)),
             storage=Storage(core.storage_dir),
-            auth=Authenticator(settings, secret=secret),
+            auth=Authenticator(settings, secret=secret, consume=_consumer(client)),
         )
 
     def close(self) -> None:
@@ -134,3 +136,14 @@ def check_id(pk: int) -> int:
     if not 1 <= pk <= MAX_ID:
         raise NotFoundError()
     return pk
+
+
+def _consumer(client: redis.Redis) -> Callable[[str, int], bool]:
+    """Records used refresh tokens in Redis (shared by every API replica)."""
+
+    def consume(token_id: str, ttl_s: int) -> bool:
+        return bool(
+            client.set(f"{keys.PREFIX}:auth:used-refresh:{token_id}", "1", nx=True, ex=ttl_s)
+        )
+
+    return consume

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import urllib.parse
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -218,8 +219,26 @@ def _exact_type(response: Response, content_type: str) -> Response:
     return response
 
 
+def content_disposition(filename: str) -> str:
+    """``attachment`` with a safe name: the last path part of the uploader's name, without
+    control characters; an ASCII ``filename`` (anything else as ``_``) and the exact name
+    percent-encoded in ``filename*`` (RFC 6266), so no quote, newline or path reaches the
+    header."""
+    base = PurePosixPath(filename.replace("\\", "/")).name
+    clean = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".") or "download"
+    ascii_name = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "._- ") else "_" for ch in clean
+    )
+    encoded = urllib.parse.quote(clean, safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"
+
+
 def file_response(path: Path, *, content_type: str, filename: str) -> Response:
-    response = FileResponse(path, media_type=content_type, filename=filename)
+    response = FileResponse(
+        path,
+        media_type=content_type,
+        headers={"content-disposition": content_disposition(filename)},
+    )
     return _exact_type(response, content_type)
 
 
@@ -227,6 +246,6 @@ def text_response(text: str | bytes, *, content_type: str, filename: str) -> Res
     response = Response(
         content=text,
         media_type=content_type,
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
+        headers={"content-disposition": content_disposition(filename)},
     )
     return _exact_type(response, content_type)

@@ -17,6 +17,7 @@ from oasis_keda.api.analyses_service import get_analysis
 from oasis_keda.api.context import ApiContext, base_url, get_ctx, require_user
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.files import UPLOAD_OPENAPI, text_response
+from oasis_keda.api.json_depth import check_depth
 from oasis_keda.api.serializers import (
     ANALYSIS_FILE_FIELDS,
     related_file_body,
@@ -114,8 +115,7 @@ def delete_analysis(pk: int, ctx: ApiContext = _Ctx) -> Response:
             raise ValidationFailedError(
                 {"status": [f"Analysis is {item.status}: cancel it before deleting it."]}
             )
-        session.delete(item)
-        session.commit()
+    analyses_service.delete(ctx, pk)
     return Response(status_code=204)
 
 
@@ -170,6 +170,9 @@ async def upload_settings_file(pk: int, request: Request, ctx: ApiContext = _Ctx
         raw = received.path.read_bytes()
     finally:
         received.discard()
+    refusal = check_depth(raw)
+    if refusal is not None:
+        raise ValidationFailedError({"file": [refusal]})
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:

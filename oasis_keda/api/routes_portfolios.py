@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from oasis_keda.api import analyses_service
+from oasis_keda.api.content_check import check_portfolio_file
 from oasis_keda.api.context import ApiContext, base_url, check_id, get_ctx, require_user
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.files import UPLOAD_OPENAPI
@@ -160,6 +161,10 @@ def _file_routes(field: str) -> None:
         received = await receive_checked(request, ctx)
 
         def record() -> dict[str, Any]:
+            is_parquet = received.content_type == "application/octet-stream" or (
+                received.extension in ("parquet", "pq")
+            )
+            check_portfolio_file(received.path, field=field, is_parquet=is_parquet)
             stored = place(ctx, received)
             with ctx.session() as session:
                 item = get_portfolio(session, pk)

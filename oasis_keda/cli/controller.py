@@ -1,8 +1,9 @@
 """``oasis-keda controller serve``: the task controller.
 
 Consumes main tasks from ``keys.CONTROLLER_QUEUE`` (one at a time: dispatch is quick), and
-runs the janitor that restores sub-tasks of dead workers and keeps the scaler's main-task
-state equal to the records (also once at start-up, to repair what a crash left).
+runs the janitor that restores sub-tasks of dead workers, sends again what a lost queue
+lost, rebuilds a lost registry cache and keeps the scaler's main-task state equal to the
+records (also once at start-up, to repair what a crash left).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def serve(
     from oasis_keda.core.leases import LeaseKeeper
     from task_controller.app import janitor_queues, make_dispatcher, reconcile
     from task_controller.janitor import Janitor
+    from task_controller.lost_queue import LostQueue
     from worker import signals
 
     settings = Settings.from_env(environ()).replace(
@@ -74,10 +76,11 @@ def serve(
     signals.install(recorder=ctl.app.oasis.recorder, keeper=keeper)
     keeper.start()
     reconcile(ctl)
+    lost = LostQueue(ctl, grace_s=janitor_grace_s)  # noticed on two passes in a row
     janitor = Janitor(
         ctl.client,
         queues=lambda: janitor_queues(ctl),
-        reconcile=lambda: reconcile(ctl),
+        reconcile=lambda: reconcile(ctl, lost),
         grace_s=janitor_grace_s,
         interval_s=janitor_interval_s,
     )

@@ -18,7 +18,7 @@ import redis
 from oasis_keda.cli import environ
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 from oasis_keda.core.model_dir import CONFIG_NAME, ModelDirError, read_model_dir
-from oasis_keda.core.registry import ModelRecord, Registry
+from oasis_keda.core.registry import ModelRecord, Registry, RegistryStore
 from oasis_keda.core.settings import Settings
 from worker.run_options import RunOptions, RunOptionsError, effective_options, registered_options
 
@@ -27,10 +27,18 @@ redis_url_option = click.option(
 )
 
 
+def store_for(settings: Settings) -> RegistryStore:
+    """The registry's copy in the records database of ``settings``."""
+    from oasis_keda.core.store import make_engine, make_session_factory
+
+    return RegistryStore(make_session_factory(make_engine(settings.effective_database_url)))
+
+
 def registry_for(redis_url: str | None) -> Registry:
+    """The registry over Redis and the records database (every change is written to both)."""
     settings = Settings.from_env(environ()).replace(redis_url=redis_url)
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    return Registry(client)
+    return Registry(client, store_for(settings))
 
 
 def fail(message: str) -> NoReturn:

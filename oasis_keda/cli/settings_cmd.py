@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from oasis_keda.cli.models import redis_url_option, registry_for
+from oasis_keda.cli.models import config_error_message, fail, redis_url_option, registry_for
+from oasis_keda.core.errors import ConfigError
 
 
 @click.group()
@@ -13,7 +14,7 @@ def settings() -> None:
 
 
 @settings.command("global-worker-limit")
-@click.argument("limit", required=False, type=click.IntRange(min=0))
+@click.argument("limit", required=False, type=int)
 @click.option("--unset", is_flag=True, help="Remove the limit (no cap).")
 @redis_url_option
 def global_worker_limit(limit: int | None, unset: bool, redis_url: str | None) -> None:
@@ -24,6 +25,9 @@ def global_worker_limit(limit: int | None, unset: bool, redis_url: str | None) -
     if unset:
         registry.set_global_worker_limit(None)
     elif limit is not None:
-        registry.set_global_worker_limit(limit)
+        try:
+            registry.set_global_worker_limit(limit)
+        except ConfigError as exc:
+            fail(config_error_message("global worker limit", exc))
     current = registry.global_worker_limit()
     click.echo("global-worker-limit: " + ("unset (no cap)" if current is None else str(current)))

@@ -1,7 +1,9 @@
 """``oasis-keda status``: every model's live state and desired workers.
 
 Computed by the scaler's own state reader and decision code, so it shows what the scaler
-answers KEDA right now.
+answers KEDA right now. Exits non-zero with a message when Redis cannot be reached, or when
+the registry cache in Redis lacks models the records database has (Redis lost its data and
+the controller has not rebuilt the cache yet).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import click
 
 from oasis_keda.cli import environ
-from oasis_keda.cli.models import redis_url_option
+from oasis_keda.cli.models import redis_url_option, store_for
 from oasis_keda.core.errors import BrokerUnavailableError
 from oasis_keda.core.settings import Settings
 
@@ -82,11 +84,38 @@ def status(as_json: bool, redis_url: str | None) -> None:
     settings = Settings.from_env(environ()).replace(redis_url=redis_url)
     try:
         rows, limit = asyncio.run(_collect(settings.redis_url))
+        missing = _missing(settings)
     except BrokerUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps({"global_worker_limit": limit, "models": rows}, indent=2))
-        return
+    else:
+        _print_table(rows, limit)
+    if missing:
+        raise click.ClickException(
+            f"the registry in Redis lacks {len(missing)} model(s) the records database has: "
+            f"{', '.join(missing)} (Redis lost its data; the controller rebuilds the registry "
+            "at start-up and at its next janitor pass)"
+        )
+
+
+def _missing(settings: Settings) -> list[str]:
+    import redis
+
+    from oasis_keda.core.registry_store import missing_models
+
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    try:
+        return missing_models(client, store_for(settings))
+    except redis.RedisError as exc:
+        raise BrokerUnavailableError(f"Redis is unreachable: {exc}") from exc
+    finally:
+        client.close()
+
+
+def _print_table(rows: list[dict[str, Any]], limit: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
 

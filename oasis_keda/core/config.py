@@ -3,7 +3,12 @@
 These are the validated shapes stored in the registry and served by the API. Validation
 follows Oasis: integers only (``True`` and ``2.0`` are refused), ``>= 1`` for chunk fields,
 ``>= 0`` for worker counts, ``worker_count_min <= worker_count_max``, known enum values,
-no unknown fields. A refusal raises :class:`ConfigError` naming each bad field.
+no unknown fields. Beyond Oasis, every number has a maximum (:data:`MAXIMUM`): worker
+counts at most :data:`MAX_WORKERS` (a Kubernetes int32 replica count, and the most the
+global worker limit may be), chunk counts and ``chunks_per_worker`` at most
+:data:`MAX_CHUNKS`, chunk sizes at most :data:`MAX_PER_CHUNK`. A refusal raises
+:class:`ConfigError` naming each bad field; the CLI and the API both print its messages, so
+they refuse the same values with the same words.
 """
 
 from __future__ import annotations
@@ -12,9 +17,48 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from oasis_keda.core.errors import ConfigError
+
+#: The most workers one model may ask for, and the most the global worker limit may be: far
+#: inside a Kubernetes int32 replica count, and above any cluster's pod capacity.
+MAX_WORKERS = 10_000
+#: The most chunks one stage may be split into (each is a sub-task row and a message), and
+#: the most ``chunks_per_worker`` may be.
+MAX_CHUNKS = 10_000
+#: The most locations or events one chunk may be sized for (oasislmf's ids are int32).
+MAX_PER_CHUNK = 2**31 - 1
+
+#: Field -> (maximum, what the maximum is), for every numeric configuration field.
+MAXIMUM: dict[str, tuple[int, str]] = {
+    "worker_count_fixed": (MAX_WORKERS, "the most workers a model may have"),
+    "worker_count_max": (MAX_WORKERS, "the most workers a model may have"),
+    "worker_count_min": (MAX_WORKERS, "the most workers a model may have"),
+    "chunks_per_worker": (MAX_CHUNKS, "the most chunks a stage may have"),
+    "fixed_lookup_chunks": (MAX_CHUNKS, "the most chunks a stage may have"),
+    "fixed_analysis_chunks": (MAX_CHUNKS, "the most chunks a stage may have"),
+    "dynamic_chunks_max": (MAX_CHUNKS, "the most chunks a stage may have"),
+    "dynamic_locations_per_lookup": (MAX_PER_CHUNK, "an int32"),
+    "dynamic_events_per_analysis": (MAX_PER_CHUNK, "an int32"),
+}
+
+
+def check_maximum(field: str, value: int) -> int:
+    """``value`` if it is within ``field``'s maximum; else ValueError with the message."""
+    high, why = MAXIMUM[field]
+    if value > high:
+        raise ValueError(f"must be at most {high} ({why}), got {value}")
+    return value
 
 
 class ScalingStrategy(StrEnum):
@@ -33,6 +77,13 @@ class _Config(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_above_maximum(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in MAXIMUM and isinstance(value, int):
+            check_maximum(info.field_name, value)
+        return value
 
 
 class ScalingConfig(_Config):

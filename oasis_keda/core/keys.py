@@ -14,6 +14,11 @@ MODELS = f"{PREFIX}:models"
 #: HASH of global settings (e.g. ``global_worker_limit``).
 SETTINGS = f"{PREFIX}:settings"
 SETTING_GLOBAL_WORKER_LIMIT = "global_worker_limit"
+#: STRING set once the registry cache (MODELS, SETTINGS) holds what the records database
+#: holds. Absent after a Redis restart that lost it: until the controller rebuilds the
+#: cache, a model missing from MODELS is unknown, not unregistered (the scaler answers
+#: UNAVAILABLE, never NOT_FOUND or 0).
+REGISTRY_LOADED = f"{PREFIX}:registry:loaded"
 
 #: Celery's priority separator for the Redis transport: ``<queue>\x06\x16<p>``.
 PRIORITY_SEP = "\x06\x16"

@@ -1,16 +1,18 @@
-"""The model registry, kept in Redis so that every component (and every scaler replica)
-reads the same configuration in one round trip.
+"""The model registry, cached in Redis so that every component (and every scaler replica)
+reads the same configuration in one round trip, and kept in the records database so that
+it survives a Redis restart (:mod:`oasis_keda.core.registry_store`).
 
 One HASH field per model holds its JSON record. Updates are optimistic transactions
 (WATCH/MULTI): a configuration is validated whole before anything is written, so a refused
 update leaves the stored one unchanged, and two concurrent partial updates never lose
-each other's fields. Every change is announced on the model's activity channel so that open
+each other's fields. A registry built with a ``store`` writes each change to the records
+database right after Redis, and first rebuilds the cache if Redis has lost it. Every change
+is announced on the model's activity channel so that open
 StreamIsActive streams re-evaluate at once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,15 +20,29 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from oasis_keda.core import keys
-from oasis_keda.core.config import ChunkingConfig, ScalingConfig, _Config, update_config
+from oasis_keda.core.config import (
+    MAX_WORKERS,
+    ChunkingConfig,
+    ScalingConfig,
+    _Config,
+    update_config,
+)
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
+from oasis_keda.core.registry_store import (
+    MODELS_NEXT_PK,
+    MODELS_PK_INDEX,
+    SETTINGS_CHANNEL,
+    RegistryStore,
+    is_loaded,
+    now_text,
+    sync,
+)
 
-MODELS_PK_INDEX = f"{keys.MODELS}:pk"
-MODELS_NEXT_PK = f"{keys.MODELS}:next-pk"
+__all__ = ["MODELS_NEXT_PK", "MODELS_PK_INDEX", "ModelRecord", "Registry", "RegistryStore"]
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return now_text()
 
 
 class ModelRecord(BaseModel):
@@ -55,10 +71,17 @@ class ModelRecord(BaseModel):
 
 
 class Registry:
-    """Model registry over a synchronous Redis client."""
+    """Model registry over a synchronous Redis client, and the records database if given."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, store: RegistryStore | None = None) -> None:
         self.client = client
+        self.store = store
+
+    def _before_write(self) -> None:
+        """With a store: a cache that lost its mark is rebuilt before anything is written,
+        so that no primary key is handed out twice and no model is shadowed."""
+        if self.store is not None and not is_loaded(self.client):
+            sync(self.client, self.store)
 
     def register(
         self,
@@ -117,12 +140,15 @@ class Registry:
         return sorted(records, key=lambda r: r.pk)
 
     def delete(self, model_id: str) -> None:
+        self._before_write()
         record = self.get(model_id)
         with self.client.pipeline() as pipe:
             pipe.hdel(keys.MODELS, model_id)
             pipe.hdel(MODELS_PK_INDEX, str(record.pk))
             pipe.publish(keys.activity_channel(model_id), "deleted")
             pipe.execute()
+        if self.store is not None:
+            self.store.delete(model_id, record.pk)
 
     def set_scaling(self, model_id: str, changes: Mapping[str, Any]) -> ScalingConfig:
         """Validate and store a (partial) scaling configuration; return the new whole one."""
@@ -143,6 +169,19 @@ class Registry:
         return result
 
     def _transact(
+        self,
+        model_id: str,
+        change: Callable[[ModelRecord | None, redis.client.Pipeline], ModelRecord],
+        *,
+        allow_missing: bool,
+    ) -> ModelRecord:
+        self._before_write()
+        record = self._transact_redis(model_id, change, allow_missing=allow_missing)
+        if self.store is not None:
+            self.store.save(model_id, record.pk, record.to_json(), record.modified)
+        return record
+
+    def _transact_redis(
         self,
         model_id: str,
         change: Callable[[ModelRecord | None, redis.client.Pipeline], ModelRecord],
@@ -172,7 +211,8 @@ class Registry:
         return None if raw is None else int(raw)
 
     def set_global_worker_limit(self, limit: int | None) -> None:
-        """Set the cluster-wide worker cap; ``None`` removes it."""
+        """Set the cluster-wide worker cap (0 to :data:`MAX_WORKERS`); ``None`` removes it."""
+        self._before_write()
         if limit is None:
             # The budget's grants go with the limit: a limit set later starts from the
             # workers that are live then.
@@ -182,6 +222,18 @@ class Registry:
                 pipe.execute()
         else:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ConfigError({"global_worker_limit": "must be an integer >= 0"})
+                raise ConfigError(
+                    {"global_worker_limit": f"must be an integer >= 0, got {limit!r}"}
+                )
+            if limit > MAX_WORKERS:
+                raise ConfigError(
+                    {
+                        "global_worker_limit": f"must be at most {MAX_WORKERS} "
+                        f"(the most workers a model may have), got {limit}"
+                    }
+                )
             self.client.hset(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT, str(limit))
-        self.client.publish(f"{keys.PREFIX}:activity:*settings", "global_worker_limit")
+        if self.store is not None:
+            value = None if limit is None else str(limit)
+            self.store.set_setting(keys.SETTING_GLOBAL_WORKER_LIMIT, value)
+        self.client.publish(SETTINGS_CHANNEL, "global_worker_limit")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from oasis_keda.core.config import ScalingConfig, ScalingStrategy
+from oasis_keda.core.config import MAX_WORKERS, ScalingConfig, ScalingStrategy
 from oasis_keda.core.registry import ModelRecord
 from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
 from oasis_keda.kubectl.names import (
@@ -37,13 +37,17 @@ def replica_bounds(scaling: ScalingConfig) -> tuple[int, int]:
 
     The maximum is the most the strategy can ask for: ``worker_count_fixed`` (or the floor)
     under FIXED_WORKERS, ``worker_count_max`` otherwise. Kubernetes needs a maximum >= 1, so
-    a model capped at 0 gets 1 here and the scaler keeps its metric at 0.
+    a model capped at 0 gets 1 here and the scaler keeps its metric at 0. A configuration
+    is never above :data:`MAX_WORKERS` (its validation refuses it), so neither is a count
+    printed here: checked again, as Kubernetes needs an int32.
     """
     low = scaling.worker_count_min
     if scaling.scaling_strategy is ScalingStrategy.FIXED_WORKERS:
         high = max(scaling.worker_count_fixed, low)
     else:
         high = max(scaling.worker_count_max, low)
+    if high > MAX_WORKERS:
+        raise ValueError(f"maxReplicaCount {high} is above the maximum of {MAX_WORKERS} workers")
     return low, max(high, 1)
 
 

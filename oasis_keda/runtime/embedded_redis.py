@@ -1,7 +1,10 @@
 """An embedded Redis server for one machine: tests, benchmarks and ``oasis-keda up``.
 
-Runs Debian's ``redis-server`` binary on a free loopback port with persistence off and a
-private working directory, and stops it on exit. ``python -m oasis_keda.runtime.embedded_redis --
+Runs Debian's ``redis-server`` binary on a free loopback port with a private working
+directory, and stops it on exit. Persistence is off (tests, benchmarks) unless asked for:
+``persistent=True`` (``oasis-keda up``) turns on the append-only file with
+``appendfsync everysec``, so a clean restart loses nothing and a SIGKILL at most the last
+second of writes (which the controller's janitor heals). ``python -m oasis_keda.runtime.embedded_redis --
 CMD ...`` runs CMD with ``OASIS_KEDA_REDIS_URL`` pointing at such a server, unless that
 variable is already set, in which case CMD runs against the named server.
 """
@@ -48,14 +51,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def persistence_args(persistent: bool) -> list[str]:
+    """``redis-server`` arguments: the append-only file, fsynced every second, or none."""
+    if persistent:
+        return ["--appendonly", "yes", "--appendfsync", "everysec"]
+    return ["--appendonly", "no"]
+
+
 class EmbeddedRedis:
     """A private ``redis-server`` process. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, *, port: int = 0, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        extra_args: Sequence[str] = (),
+        persistent: bool = False,
+        data_dir: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self._extra_args = list(extra_args)
-        self._dir = Path(tempfile.mkdtemp(prefix="oasis-keda-redis-"))
+        self.persistent = persistent
+        self._keep_dir = data_dir is not None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self._dir = data_dir or Path(tempfile.mkdtemp(prefix="oasis-keda-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self._dir
 
     @property
     def url(self) -> str:
@@ -74,7 +99,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *persistence_args(self.persistent),
             "--dir", str(self._dir),
             "--daemonize", "no",
             "--loglevel", "warning",
@@ -102,7 +127,7 @@ class EmbeddedRedis:
             return False
 
     def stop(self) -> None:
-        """Stop the server (its data is lost: persistence is off)."""
+        """Stop the server (SIGTERM: with persistence its append-only file is complete)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -113,9 +138,17 @@ class EmbeddedRedis:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: with persistence, the last second may be lost)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if not self._keep_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         self.start()

@@ -251,7 +251,8 @@ class Supervisor:
         # CREATE TABLE is not idempotent across processes that all find it missing).
         make_engine(self.config.settings.effective_database_url).dispose()
         if not self.base_env.get("OASIS_KEDA_REDIS_URL"):
-            self.redis = EmbeddedRedis()
+            # append-only, fsynced every second: a restart loses nothing (see RELIABILITY.md)
+            self.redis = EmbeddedRedis(persistent=True, data_dir=self.run_dir / "redis")
             self.redis.start()
             self.redis_url = self.redis.url
         self.client = redis.Redis.from_url(self.redis_url)

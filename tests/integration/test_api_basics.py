@@ -37,7 +37,8 @@ from tests.integration.api_support import ApiServer, api_server_fixture  # noqa:
 
 DT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 LOCATION_CSV = (
-    b"PortNumber,AccNumber,LocNumber,CountryCode,Latitude,Longitude\n1,A1,L1,GB,51.5,-0.5\n"
+    b"PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+    b"1,A1,L1,GB,WTC,GBP,51.5,-0.5\n"
 )
 
 
@@ -358,7 +359,9 @@ def test_sub_task_logs_are_plain_text_attachments(
     log = client.task_status.output_log.get(tasks[0]["id"])
     assert log.text == "all good\n"
     assert log.headers["Content-Type"] == "text/plain"
-    assert log.headers["Content-Disposition"] == 'attachment; filename="abc-output.log"'
+    assert log.headers["Content-Disposition"] == (
+        "attachment; filename=\"abc-output.log\"; filename*=UTF-8''abc-output.log"
+    )
     assert client.analyses.get(1).json()["status_count"]["COMPLETED"] == 1
 
 

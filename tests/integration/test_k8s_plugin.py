@@ -29,6 +29,7 @@ import redis
 import yaml
 from click.testing import CliRunner
 
+from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
 from oasis_keda.kubectl.manifest_settings import WorkerManifestSettings
 from oasis_keda.kubectl.manifests import model_manifests
@@ -213,6 +214,7 @@ def test_status_explains_unreachable_unknown_capped_and_undeployed(
     _register(redis_client, "not-deployed")
     _queue(redis_client, "synth", 4)
     Registry(redis_client).set_global_worker_limit(2)
+    redis_client.set(keys.REGISTRY_LOADED, "1")  # a whole registry: "ghost" is unregistered
     _deploy(api, redis_client, "synth", replicas=2, ready=2, active=True)
     _deploy(api, redis_client, "ghost", replicas=0, ready=0, active=False, registered=False)
 

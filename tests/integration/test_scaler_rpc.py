@@ -148,7 +148,8 @@ async def test_global_limit_is_a_ceiling_on_live_workers(
     assert not redis_client.exists(keys.BUDGET_GRANTS)  # the grants go with the limit
 
 
-async def test_bad_metadata_and_unknown_model(redis_url: str) -> None:
+async def test_bad_metadata_and_unknown_model(redis_url: str, redis_client: redis.Redis) -> None:
+    redis_client.set(keys.REGISTRY_LOADED, "1")  # a whole registry: unknown is unregistered
     async with running_scaler(redis_url) as server, scaler_stub(server.port) as stub:
         calls = [
             lambda r: stub.IsActive(r),

@@ -4,7 +4,8 @@ Covers: while a sub-task runs its worker holds a task lease and a busy lease for
 SIGTERM mid-chunk is a warm shutdown (the chunk finishes, no new one is taken, a new worker
 takes the rest); a worker SIGKILLed mid-chunk stops counting within one lease TTL and its
 chunk is restored by the janitor long before kombu's visibility timeout, so the analysis
-completes with every sub-task recorded once, COMPLETED.
+completes with every sub-task recorded once, COMPLETED, the re-run chunk's record showing
+the retry (retry_count 1, the lost attempt in its retry log).
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def test_sigkilled_worker_chunk_is_restored_and_the_stage_completes(
     rerun = next(s for s in subs if s.slug == slug)
     assert f".{worker2.pid}@" in (rerun.worker or "")  # the killed chunk ran again on worker2
     assert "sleeping" in (rerun.output_log or "")
+    # the record shows the retry: a new attempt, the lost one named in the retry log
+    assert rerun.retry_count == 1
+    assert "was lost with its worker; run again on" in (rerun.retry_log or "")
+    assert f".{worker.pid}@" in (rerun.retry_log or "")
+    assert all(s.retry_count == 0 for s in subs if s.slug != slug)
     wait_for(lambda: redis_client.hlen("unacked") == 0, 10, "every message acked")
 
 

@@ -163,7 +163,7 @@ def test_scaler_probes_are_grpc_unless_tls(built: list[Obj]) -> None:
         assert expected.items() <= container[probe].items(), probe
 
 
-def test_redis_password_comes_from_a_secret_and_persistence_is_off(built: list[Obj]) -> None:
+def test_redis_password_comes_from_a_secret_and_appends_every_second(built: list[Obj]) -> None:
     redis = _by(built, "Deployment", "oasis-redis")
     c = redis["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in c["env"]}
@@ -174,8 +174,11 @@ def test_redis_password_comes_from_a_secret_and_persistence_is_off(built: list[O
     args = c["args"]
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert args[args.index("--save") + 1] == ""
-    assert args[args.index("--appendonly") + 1] == "no"
-    assert "Persistence is OFF by default" in (MANIFESTS / "base/redis.yaml").read_text()
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "everysec"
+    volumes = redis["spec"]["template"]["spec"]["volumes"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in volumes if v["name"] == "data")
+    assert _by(built, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
     # Every component that talks to Redis takes the password from the same Secret.
     for name, template in _pod_templates(built):
         for container in template["spec"]["containers"]:

@@ -35,6 +35,9 @@ class StoredFile(Base):
 
 class Portfolio(Base):
     __tablename__ = "portfolios"
+    # ids are never used twice, even after the newest row is deleted (SQLite's AUTOINCREMENT;
+    # PostgreSQL's sequences never go back)
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -57,6 +60,7 @@ class Portfolio(Base):
 
 class Analysis(Base):
     __tablename__ = "analyses"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids never used twice
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -123,3 +127,26 @@ class SubTask(Base):
     retry_log: Mapped[str | None] = mapped_column(Text)
 
     analysis: Mapped[Analysis] = relationship(back_populates="sub_tasks")
+
+
+class RegisteredModel(Base):
+    """A registered model's record, as the Redis registry holds it (its JSON): the copy
+    that survives a Redis restart. Redis is the cache every component reads. A deleted
+    model keeps its row with an empty record (a tombstone), so that an older copy found
+    in Redis later is known to be stale."""
+
+    __tablename__ = "registered_models"
+
+    model_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pk: Mapped[int] = mapped_column(unique=True)
+    record: Mapped[str] = mapped_column(Text)  # "" once deleted
+    modified: Mapped[str] = mapped_column(String(40))  # the record's, or the deletion's
+
+
+class RegistrySetting(Base):
+    """A cluster-wide setting of the registry (the global worker limit), as text."""
+
+    __tablename__ = "registry_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
