@@ -3,7 +3,7 @@
 One Lua script reads, atomically and in one round trip: the global worker limit; each
 model's record (queue and scaling configuration); the waiting messages of every priority
 list of its Celery queue; its live task and busy leases (counted against Redis server
-time; a read of single models also trims expired ones), its live workers; and its main
+time; a read of single models also trims expired ones), its live workers; its planned work not finished; and its main
 tasks in progress with their highest priority and oldest request time. When a global limit
 is set the script reads every registered model and the budget's grants, because the budget
 needs them all. The reply is one JSON string (redis-py parses a
@@ -46,7 +46,7 @@ _MARK = "\x00Q\x00"
 # (none = every model; every model anyway when a limit is set).
 # Reply: JSON [limit or "", [row, ...], grants (flat field/value list, under a limit), now ms];
 # row = [id, queue, scaling json, tasks, busy, main, main max priority, live, oldest main
-# request ms (0 none), llen per step...]; a row for a record that cannot be decoded is [id].
+# request ms (0 none), planned not finished, llen per step...]; a row for a record that cannot be decoded is [id].
 _STATE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -78,7 +78,13 @@ local function row(model_id, raw)
   local r = {model_id, q, cjson.encode(scaling),
              redis.call('ZCOUNT', tk, '(' .. now, '+inf'),
              redis.call('ZCOUNT', bk, '(' .. now, '+inf'), #mains, math.floor(maxp),
-             redis.call('ZCOUNT', lk, '(' .. now, '+inf'), oldest}
+             redis.call('ZCOUNT', lk, '(' .. now, '+inf'), oldest, 0}
+  local planned = 0
+  for _, v in ipairs(redis.call('HVALS', cfg.planned[1] .. model_id .. cfg.planned[2])) do
+    local n = tonumber(v)
+    if n and n > 0 then planned = planned + n end
+  end
+  r[#r] = planned
   for _, step in ipairs(cfg.steps) do
     local key = q
     if step ~= '0' then key = q .. sep .. step end
@@ -118,6 +124,7 @@ def _layout() -> bytes:
             "busy": _split(keys.leases_busy(_MARK)),
             "live": _split(keys.leases_live(_MARK)),
             "main": _split(keys.main_tasks(_MARK)),
+            "planned": _split(keys.planned(_MARK)),
         }
     ).encode()
 
@@ -362,8 +369,8 @@ class StateReader:
 
 
 def _state(row: Sequence[Any]) -> ModelState:
-    tasks, busy, mains, main_priority, live, oldest = (int(v) for v in row[3:9])
-    by_step = [int(v) for v in row[9:]]
+    tasks, busy, mains, main_priority, live, oldest, planned = (int(v) for v in row[3:10])
+    by_step = [int(v) for v in row[10:]]
     priority = min(10, main_priority) if main_priority > 0 else priority_from_lists(by_step)
     return ModelState(
         waiting=sum(by_step),
@@ -373,4 +380,5 @@ def _state(row: Sequence[Any]) -> ModelState:
         priority=priority,
         live=live,
         waiting_since_ms=oldest or None,
+        planned=planned,
     )

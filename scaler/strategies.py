@@ -1,7 +1,10 @@
 """Desired workers for one model: the Oasis v2 scaling formulas (docs/SCALER.md).
 
 Pure: (scaling configuration, model state) -> desired workers. No Redis, gRPC or clock here,
-so every rule is a table-driven unit test. Two rules beyond the Oasis formulas:
+so every rule is a table-driven unit test. With ``count_planned``, DYNAMIC_TASKS counts the
+planned sub-tasks not finished (a stage's whole size from the moment it is planned, and the
+next stage of a generate-and-run) instead of only the queued and running ones. Two rules
+beyond the Oasis formulas:
 
 * while any work is in progress the answer is at least 1 (unless ``worker_count_max`` is 0):
   a QUEUE_LOAD model whose queue holds sub-tasks sent by a foreign Celery client, or a
@@ -36,13 +39,14 @@ class ModelState:
     """Worker processes alive (live leases), busy, idle or draining."""
     waiting_since_ms: int | None = None
     """Request time of the oldest main task in progress (ms since the epoch), if any."""
+    planned: int = 0
+    """Sub-tasks planned by the task controller and not finished (queued, running, not yet
+    published, and the loss stage a generate-and-run will plan)."""
 
     def __post_init__(self) -> None:
         # Cheap check first: the scaler builds one of these per model per read.
-        if (
-            min(self.waiting, self.reserved, self.busy, self.main_tasks, self.priority, self.live)
-            < 0
-        ):
+        counts = (self.waiting, self.reserved, self.busy, self.main_tasks, self.priority)
+        if min(*counts, self.live, self.planned) < 0:
             for field in dataclasses.fields(self):
                 value = getattr(self, field.name)
                 if value is not None and value < 0:
@@ -53,6 +57,10 @@ class ModelState:
         """Sub-tasks not finished: waiting plus reserved or running."""
         return self.waiting + self.reserved
 
+    def outstanding_planned(self) -> int:
+        """Sub-tasks not finished, planned ones included (``count_planned``)."""
+        return max(self.outstanding, self.planned)
+
     @property
     def in_progress(self) -> bool:
         return self.outstanding > 0 or self.main_tasks > 0 or self.busy > 0
@@ -61,7 +69,7 @@ class ModelState:
 def formula_workers(config: ScalingConfig, state: ModelState) -> int:
     """The strategy's formula alone (the Oasis arithmetic, without the busy floor)."""
     floor = config.worker_count_min
-    if not state.in_progress:
+    if not (state.in_progress or (config.count_planned and state.planned > 0)):
         return floor
     strategy = config.scaling_strategy
     if strategy == ScalingStrategy.FIXED_WORKERS:
@@ -70,7 +78,8 @@ def formula_workers(config: ScalingConfig, state: ModelState) -> int:
         wanted = state.main_tasks
     elif strategy == ScalingStrategy.DYNAMIC_TASKS:
         # chunks_per_worker >= 1 is guaranteed by ScalingConfig: no division by zero.
-        wanted = math.ceil(state.outstanding / config.chunks_per_worker)
+        count = state.outstanding_planned() if config.count_planned else state.outstanding
+        wanted = math.ceil(count / config.chunks_per_worker)
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown scaling strategy {strategy!r}")
     wanted = max(wanted, 1)  # work in progress never means zero workers

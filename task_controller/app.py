@@ -121,8 +121,11 @@ def reconcile(dispatcher: Dispatcher, lost: LostQueue | None = None) -> None:
     model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
     with dispatcher.sessions.begin() as session:
         added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)
+        planned = records.reconcile_planned(session, dispatcher.client, model_ids)
     if added or removed:
         logger.info("main tasks reconciled: %d added, %d removed", added, removed)
+    if planned:
+        logger.info("planned work reconciled: %d field(s) corrected", planned)
 
 
 def janitor_queues(dispatcher: Dispatcher) -> list[str]:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from oasis_keda.core import keys
 from oasis_keda.core.config import ChunkingConfig
 from oasis_keda.core.errors import ModelNotFoundError
-from oasis_keda.core.main_tasks import clear_main_task
+from oasis_keda.core.main_tasks import clear_main_task, set_planned
 from oasis_keda.core.model_dir import ModelDirError
 from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.stages import INPUTS, LOSSES, Job, StageSpec, spec_for
@@ -177,12 +177,16 @@ class Dispatcher:
                 elif stage == INPUTS:
                     analysis.lookup_chunks = plan.chunks
                 records.write_run_file(Path(job["run_root"]), records.JOB_FILE, dict(job))
+                ahead = self._planned_ahead(analysis, model, job, spec, len(planned))
+                model_id = analysis.model_id
                 canvas = build_canvas(
                     self.app, spec, job, planned, [r.id for r in rows], priority=analysis.priority
                 )
         if failed:
             clear_main_task(self.client, model_id, analysis_id, stage)
             return 0
+        # Recorded before anything is published: the scaler sees the stage's whole size.
+        set_planned(self.client, model_id, analysis_id, ahead)
         canvas.apply_async()
         # The publish hook marks it too; doing it here as well means a repeated delivery of
         # this main task never sends the canvas twice, even if the hook's write was lost.
@@ -196,6 +200,21 @@ class Dispatcher:
             job["queue"],
         )
         return len(planned)
+
+    def _planned_ahead(
+        self, analysis: Analysis, model: ModelRecord, job: Job, spec: StageSpec, count: int
+    ) -> dict[str, int]:
+        """The planned work to record: this stage's sub-tasks and, for a generate-and-run,
+        the loss stage's expected sub-tasks (its chunking and the event set tell how many)."""
+        ahead = {spec.stage: count}
+        if spec.stage == INPUTS and job["options"].get("then_run"):
+            try:
+                losses = plan_losses(chunking_of(analysis, model), job["events"])
+            except PlanError:
+                return ahead  # the run step will refuse it: nothing is expected
+            loss_spec = spec_for(LOSSES)
+            ahead[LOSSES] = len(loss_spec.before) + losses.chunks + len(loss_spec.after)
+        return ahead
 
     def _job(
         self,

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from oasis_keda.core import keys
-from oasis_keda.core.main_tasks import main_task_field, main_task_value
-from oasis_keda.core.stages import StageSpec, stage_of_status
-from oasis_keda.core.statuses import IN_PROGRESS, SubTaskStatus
+from oasis_keda.core.main_tasks import main_task_field, main_task_value, planned_field
+from oasis_keda.core.stages import INPUTS, LOSSES, StageSpec, stage_of_status
+from oasis_keda.core.statuses import IN_PROGRESS, SUBTASK_FINAL, SubTaskStatus
 from oasis_keda.core.storage import Storage
 from oasis_keda.core.store import Analysis, StoredFile, SubTask, utcnow
 from task_controller.errors import AnalysisNotFoundError
@@ -275,6 +275,54 @@ def reconcile_main_tasks(
         added += len(missing)
         removed += len(stale)
     return added, removed
+
+
+def reconcile_planned(session: Session, client: redis.Redis, model_ids: Sequence[str]) -> int:
+    """Make each model's planned-work HASH equal what the records say is left; returns the
+    fields changed. A stage's count is its sub-tasks not finished; the loss stage expected
+    by a generate-and-run in its inputs stage is kept; every other field goes (a crash
+    between a stage's end and its clearing, or a refused run step, leaves one behind)."""
+    current: dict[str, dict[str, str]] = {}
+    for model_id in model_ids:
+        raw = client.hgetall(keys.planned(model_id))
+        current[model_id] = {_text(k): _text(v) for k, v in raw.items()}
+    wanted: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    for analysis in active_analyses(session):
+        spec = stage_in_progress(analysis)
+        have = current.get(analysis.model_id, {})
+        if spec is None:
+            continue
+        stage = main_task_stage(session, analysis, spec)
+        rows = [s for s in subtasks(session, analysis.id, analysis.run_number) if s.stage == stage]
+        field = planned_field(analysis.id, stage)
+        if rows:
+            left = sum(1 for s in rows if s.status not in SUBTASK_FINAL)
+            wanted.setdefault(analysis.model_id, {})[field] = str(left)
+        elif field in have:
+            wanted.setdefault(analysis.model_id, {})[field] = have[field]
+        ahead = planned_field(analysis.id, LOSSES)
+        if stage == INPUTS and ahead in have:
+            wanted.setdefault(analysis.model_id, {})[ahead] = have[ahead]
+    changed = 0
+    for model_id, fields in wanted.items():
+        have = current.get(model_id, {})
+        stale = [f for f in have if f not in fields]
+        differ = {f: v for f, v in fields.items() if have.get(f) != v}
+        if not stale and not differ:
+            continue
+        with client.pipeline() as pipe:
+            if stale:
+                pipe.hdel(keys.planned(model_id), *stale)
+            if differ:
+                pipe.hset(keys.planned(model_id), mapping=dict(differ))  # type: ignore[arg-type]
+            pipe.publish(keys.activity_channel(model_id), "planned")
+            pipe.execute()
+        changed += len(stale) + len(differ)
+    return changed
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _epoch_ms(when: dt.datetime) -> int:

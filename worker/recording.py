@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import case, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.core.main_tasks import clear_main_task
+from oasis_keda.core.main_tasks import clear_main_task, planned_done
 from oasis_keda.core.stages import spec_for
 from oasis_keda.core.statuses import SUBTASK_FINAL, AnalysisStatus, SubTaskStatus
 from oasis_keda.core.storage import Storage
@@ -143,11 +143,18 @@ class Recorder:
             sub = session.get(SubTask, subtask_id)
             if sub is None or sub.status in (SubTaskStatus.ERROR.value,):
                 return
+            first = sub.status != SubTaskStatus.COMPLETED.value  # a redelivery counts once
             sub.status = SubTaskStatus.COMPLETED.value
             sub.end_time = utcnow()
             sub.output_log = output_log
             if events_share:
                 self._count_events(session, sub)
+            model_id, analysis_id, stage = sub.analysis.model_id, sub.analysis_id, sub.stage
+        if first:
+            try:
+                planned_done(self.client, str(model_id), analysis_id, stage)
+            except redis.RedisError as exc:  # the janitor reconciles the count
+                logger.warning("planned count of analysis %s not updated: %s", analysis_id, exc)
 
     def _count_events(self, session: Session, sub: SubTask) -> None:
         analysis = sub.analysis
@@ -216,11 +223,17 @@ class Recorder:
         return revoke
 
     def finish(
-        self, subtask_id: int, *, output_log: str, files: dict[str, Path] | None = None
+        self,
+        subtask_id: int,
+        *,
+        output_log: str,
+        files: dict[str, Path] | None = None,
+        next_stage: str | None = None,
     ) -> bool:
         """The stage's last sub-task ends: it and the analysis complete in one transaction
         (so COMPLETED < TOTAL holds until the status is final). ``files`` maps Analysis
-        ``*_file_id`` attributes to produced files."""
+        ``*_file_id`` attributes to produced files. ``next_stage``: the stage the analysis
+        goes on with (its scaler mark replaces this stage's at once)."""
         with self.sessions.begin() as session:
             sub = session.get(SubTask, subtask_id)
             if sub is None:
@@ -247,8 +260,12 @@ class Recorder:
                 .values(status=SubTaskStatus.COMPLETED.value, end_time=now, output_log=output_log)
                 .execution_options(synchronize_session=False)
             )
-            model_id = session.scalar(select(Analysis.model_id).where(Analysis.id == analysis_id))
-        clear_main_task(self.client, str(model_id), analysis_id, stage)
+            model_id, priority = session.execute(
+                select(Analysis.model_id, Analysis.priority).where(Analysis.id == analysis_id)
+            ).one()
+        clear_main_task(
+            self.client, str(model_id), analysis_id, stage, next_stage=next_stage, priority=priority
+        )
         return True
 
     # -- files ---------------------------------------------------------------------------

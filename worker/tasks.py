@@ -36,6 +36,7 @@ from oasis_keda.core import keys
 from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from oasis_keda.core.stages import (
     INPUTS,
+    LOSSES,
     LOSSES_SPEC,
     REQUEST_RUN_TASK,
     SPECS,
@@ -139,10 +140,14 @@ class SubTaskTask(Task):  # type: ignore[misc]
             )
         else:
             files = {k: Path(v) for k, v in (result or {}).items()}
+            then_run = job["stage"] == INPUTS and bool(job["options"].get("then_run"))
             finished = recorder.finish(
-                subtask_id, output_log=_bounded(buffer.getvalue()), files=files
+                subtask_id,
+                output_log=_bounded(buffer.getvalue()),
+                files=files,
+                next_stage=LOSSES if then_run else None,
             )
-            if finished and job["stage"] == INPUTS and job["options"].get("then_run"):
+            if finished and then_run:
                 self.app.send_task(
                     REQUEST_RUN_TASK,
                     args=(job["analysis_id"],),

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     ValidationError,
     ValidationInfo,
@@ -94,6 +95,10 @@ class ScalingConfig(_Config):
     worker_count_max: StrictInt = Field(default=10, ge=0)
     worker_count_min: StrictInt = Field(default=0, ge=0)
     chunks_per_worker: StrictInt = Field(default=10, ge=1)
+    count_planned: StrictBool = False
+    """DYNAMIC_TASKS: count the planned sub-tasks not finished yet (those of a stage being
+    planned, and of the loss stage a generate-and-run will request), not only the ones
+    queued or running. Off by default: the Oasis formula counts only the queue."""
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Self:

@@ -80,6 +80,13 @@ def main_tasks(model_id: str) -> str:
     return f"{PREFIX}:main:{{{model_id}}}"
 
 
+def planned(model_id: str) -> str:
+    """HASH ``<analysis_id>:<stage>`` -> sub-tasks planned and not finished yet, written by
+    the task controller when it plans a stage (and, for a generate-and-run, the loss stage
+    it will plan), decremented as sub-tasks complete."""
+    return f"{PREFIX}:planned:{{{model_id}}}"
+
+
 def activity_channel(model_id: str) -> str:
     """Pub/sub channel announcing that a model's state may have changed."""
     return f"{PREFIX}:activity:{model_id}"

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +28,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import redis
 import requests
 from click.testing import CliRunner
 
 from oasis_keda.cli import cli
+from oasis_keda.core import keys
 from oasis_keda.core.model_dir import read_model_dir
 from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
 from oasis_keda.runtime.synth import analysis_settings, write_synthetic_model
@@ -299,14 +302,43 @@ def test_generate_and_run_in_one_request(stack: Stack) -> None:
     portfolio_id = _upload_portfolio(client, stack)
     analysis_id = int(client.create_analysis(portfolio_id, model_id, analysis_name="g+r")["id"])
     client.upload_settings(analysis_id, analysis_settings())
+    watcher = redis.Redis.from_url(stack.redis_url)
+    marks: list[int] = []  # the analysis's main-task marks, watched every few ms
+    planned: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            fields = watcher.hkeys(keys.main_tasks(MODEL))
+            marks.append(sum(f.decode().startswith(f"{analysis_id}:") for f in fields))
+            counts = watcher.hgetall(keys.planned(MODEL))
+            planned.append(sum(int(v) for k, v in counts.items()
+                               if k.decode().startswith(f"{analysis_id}:")))  # fmt: skip
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
     r = client.analyses.generate_and_run(analysis_id)
     assert r.json()["status"] == "INPUTS_GENERATION_QUEUED"
     deadline = time.monotonic() + STAGE_TIMEOUT_S
     seen = set()
-    while (status := client.analyses.status(analysis_id)) not in ("RUN_COMPLETED", "RUN_ERROR"):
-        seen.add(status)
-        assert time.monotonic() < deadline, seen
-        time.sleep(POLL_S)
+    try:
+        while (status := client.analyses.status(analysis_id)) not in (
+            "RUN_COMPLETED",
+            "RUN_ERROR",
+        ):
+            seen.add(status)
+            assert time.monotonic() < deadline, seen
+            time.sleep(POLL_S)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        watcher.close()
     assert status == "RUN_COMPLETED"
+    # one mark from the request to the end, handed from the inputs to the losses stage
+    # without a gap; the planned work covers both stages from the inputs' planning on
+    during = marks[marks.index(1) : len(marks) - marks[::-1].index(1)]
+    assert set(during) == {1}, marks
+    assert max(planned) > len(INPUTS_SPEC.slugs(1)), planned  # the loss stage's too
     slugs = [t["slug"] for t in client.analyses.sub_task_list(analysis_id).json()]
     assert slugs == _expected_slugs(LOSSES_SPEC, 1)

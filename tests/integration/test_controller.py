@@ -243,3 +243,40 @@ def test_dispatch_is_idempotent_and_resumes_after_a_crash(
         assert stack.wait_status(analysis_id, {"READY", "INPUTS_GENERATION_ERROR"}) == "READY"
     assert [s.id for s in stack.subtasks(second)] == ids
     assert all(s.status == "COMPLETED" for s in stack.subtasks(second))
+
+
+def test_planned_work_is_recorded_counted_down_and_reconciled(
+    stack: Stack, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """The stage's sub-task count is in Redis before any sub-task is published, each
+    completed sub-task takes one off, the stage's end clears it; the janitor's reconcile
+    sets a wrong count right and removes what no analysis in progress explains."""
+    from oasis_keda.core.registry import Registry as _Registry
+    from task_controller import records
+
+    analysis_id = _analysis(stack, tmp_path)
+    run_number = stack.controller.request(analysis_id, "noop", options={"noop_chunks": 6})
+    planned = keys.planned(MODEL)
+    stack.dispatcher().dispatch(analysis_id, run_number, "noop", {"noop_chunks": 6})
+    total = len(NOOP_SPEC.slugs(6))
+    assert redis_client.hget(planned, f"{analysis_id}:noop") == str(total).encode()
+    # the janitor's view: a wrong count is set right, a stale field is removed
+    redis_client.hset(planned, f"{analysis_id}:noop", "99")
+    redis_client.hset(planned, "424242:losses", "7")
+    with stack.controller.sessions.begin() as session:
+        ids = [m.model_id for m in _Registry(redis_client).list()]
+        assert records.reconcile_planned(session, redis_client, ids) == 2
+    assert redis_client.hgetall(planned) == {f"{analysis_id}:noop".encode(): str(total).encode()}
+
+    seen: list[int] = []
+
+    def done() -> bool:
+        raw = redis_client.hget(planned, f"{analysis_id}:noop")
+        if raw is not None:
+            seen.append(int(raw))
+        return stack.analysis(analysis_id).status == "READY"
+
+    stack.start_worker(MODEL)
+    wait_for(done, 60, "the stage to finish")
+    assert seen == sorted(seen, reverse=True)  # only ever counted down
+    assert not redis_client.exists(planned)  # the stage's end cleared it

@@ -94,6 +94,20 @@ async def test_leases_and_main_tasks_count(redis_url: str, redis_client: redis.R
         assert await desired(stub, "m") == 2
 
 
+async def test_planned_work_counts_with_count_planned(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    register(redis_client, "p", scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=3)
+    redis_client.hset(keys.main_tasks("p"), "1:inputs", "5:1000")
+    redis_client.hset(keys.planned("p"), mapping={"1:inputs": "6", "1:losses": "6"})
+    async with running_scaler(redis_url) as server, scaler_stub(server.port) as stub:
+        assert await desired(stub, "p") == 1  # off by default: the queue is empty
+        Registry(redis_client).set_scaling("p", {"count_planned": True})
+        assert await desired(stub, "p") == 4  # ceil(12 planned / 3)
+        redis_client.hset(keys.planned("p"), "1:inputs", "0")
+        assert await desired(stub, "p") == 2  # the loss stage a generate-and-run will plan
+
+
 async def test_global_budget_goes_to_priority(redis_url: str, redis_client: redis.Redis) -> None:
     for model_id in ("hi", "lo"):
         register(redis_client, model_id, scaling_strategy="QUEUE_LOAD")

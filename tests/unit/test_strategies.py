@@ -17,7 +17,7 @@ QUEUE = ScalingStrategy.QUEUE_LOAD
 DYN = ScalingStrategy.DYNAMIC_TASKS
 
 
-def cfg(strategy: ScalingStrategy, **fields: int) -> ScalingConfig:
+def cfg(strategy: ScalingStrategy, **fields: int | bool) -> ScalingConfig:
     return ScalingConfig(scaling_strategy=strategy, **fields)
 
 
@@ -38,6 +38,21 @@ CASES = [
      ModelState(waiting=40, reserved=5), 9),
     ("dynamic ceil", cfg(DYN, chunks_per_worker=10), ModelState(waiting=11), 2),
     ("dynamic main only -> 1", cfg(DYN), ModelState(main_tasks=2), 1),
+    # count_planned: the planned sub-tasks not finished, not only the queue
+    ("planned ignored by default", cfg(DYN, chunks_per_worker=3),
+     ModelState(waiting=1, main_tasks=3, planned=36), 1),
+    ("planned counted when asked", cfg(DYN, chunks_per_worker=3, count_planned=True),
+     ModelState(waiting=1, main_tasks=3, planned=36), 10),
+    ("planned capped", cfg(DYN, chunks_per_worker=3, count_planned=True, worker_count_max=4),
+     ModelState(waiting=3, main_tasks=3, planned=36), 4),
+    ("queue above planned wins", cfg(DYN, chunks_per_worker=1, count_planned=True),
+     ModelState(waiting=7, planned=2), 7),
+    ("between stages: planned holds", cfg(DYN, chunks_per_worker=3, count_planned=True),
+     ModelState(main_tasks=1, planned=12), 4),
+    ("planned alone is work", cfg(DYN, count_planned=True), ModelState(planned=1), 1),
+    ("planned alone without the field: idle", cfg(DYN), ModelState(planned=1), 0),
+    ("queue load ignores planned", cfg(QUEUE, count_planned=True),
+     ModelState(main_tasks=2, planned=40), 2),
     ("dynamic min floor", cfg(DYN, worker_count_min=3, chunks_per_worker=10),
      ModelState(waiting=5), 3),
     # seed: m queued analyses under QUEUE_LOAD -> m, capped
