@@ -42,7 +42,20 @@ def _quiet_console_logging(log_file: Path) -> None:
 @click.option("--max-workers", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--locations", default=400, show_default=True, type=click.IntRange(1))
 @click.option("--events", default=600, show_default=True, type=click.IntRange(1))
-def demo(out_dir: Path, analyses: int, max_workers: int, locations: int, events: int) -> None:
+@click.option(
+    "--count-planned/--no-count-planned",
+    default=False,
+    show_default=True,
+    help="Scale on the planned sub-tasks too (scaling field count_planned).",
+)
+def demo(
+    out_dir: Path,
+    analyses: int,
+    max_workers: int,
+    locations: int,
+    events: int,
+    count_planned: bool,
+) -> None:
     """Start the stack, run three analyses of the synthetic model, summarize, stop."""
     from rich.console import Console
 
@@ -60,6 +73,7 @@ def demo(out_dir: Path, analyses: int, max_workers: int, locations: int, events:
         max_workers=max_workers,
         locations=locations,
         events=events,
+        count_planned=count_planned,
     )
     try:
         result = run_demo(config, env=environ(), console=console)

@@ -39,6 +39,8 @@ class DemoSettings:
     events_per_chunk: int = 100
     chunks_per_worker: int = 3
     max_workers: int = 4
+    count_planned: bool = False
+    """Scale on the planned sub-tasks too (the scaling field ``count_planned``)."""
     refresh_s: float = 0.5
     drain_timeout_s: float = 120.0
     """How long to wait, after the last analysis ends, for the workers to reach 0."""
@@ -71,6 +73,10 @@ class DemoResult:
     workers_png: Path
     warm_s: float | None = None
     """Seconds spent compiling the numba cache first (None: it was warm)."""
+    time_to_peak_s: float | None = None
+    """Seconds from the first submission to the first time the workers reached their peak."""
+    worker_seconds: float = 0.0
+    """Live worker processes integrated over the run (what a cluster pays for)."""
 
     @property
     def ok(self) -> bool:

@@ -53,6 +53,7 @@ def register_model(client: Any, config: DemoSettings, model_dir: Path) -> None:
             "chunks_per_worker": config.chunks_per_worker,
             "worker_count_max": config.max_workers,
             "worker_count_min": 0,
+            "count_planned": config.count_planned,
         },
     )
 
@@ -64,11 +65,12 @@ async def _drive(
     console: Console,
     stop: asyncio.Event,
     model_dir: Path,
-) -> tuple[list[int], float, int]:
+) -> tuple[list[int], float, int, float]:
     """Submit the analyses and show progress until they end and the workers reach 0.
 
-    Returns the analysis ids, the wall time (submit -> last analysis final) and the worker
-    processes still alive when the display stopped (0 once the autoscaler scaled in).
+    Returns the analysis ids, the wall time (submit -> last analysis final), the worker
+    processes still alive when the display stopped (0 once the autoscaler scaled in) and
+    the wall-clock time of the first submission.
     """
     from rich.live import Live
 
@@ -79,6 +81,7 @@ async def _drive(
     requests = make_requests(settings)
     ids = []
     started = time.monotonic()
+    submitted_at = time.time()
     for k in range(1, config.analyses + 1):
         analysis_id = requests.create_analysis(
             f"demo-{k}",
@@ -115,7 +118,7 @@ async def _drive(
                 console.print(f"[red]demo timed out after {config.timeout_s:.0f} s")
                 break
             await asyncio.sleep(config.refresh_s)
-    return ids, (done_at or time.monotonic()) - started, workers
+    return ids, (done_at or time.monotonic()) - started, workers, submitted_at
 
 
 def run_demo(
@@ -148,7 +151,7 @@ def run_demo(
         settings = settings.replace(redis_url=sup.redis_url)
         sup.make_autoscaler()
 
-        async def main() -> tuple[list[int], float, int]:
+        async def main() -> tuple[list[int], float, int, float]:
             stop = asyncio.Event()
             serving = asyncio.create_task(sup.serve(until=stop))
             try:
@@ -157,8 +160,16 @@ def run_demo(
                 stop.set()
                 await serving
 
-        ids, wall_s, final_workers = asyncio.run(main())
-        result = summarize(sup, settings, ids, wall_s, config, final_workers=final_workers)
+        ids, wall_s, final_workers, submitted_at = asyncio.run(main())
+        result = summarize(
+            sup,
+            settings,
+            ids,
+            wall_s,
+            config,
+            final_workers=final_workers,
+            submitted_at=submitted_at,
+        )
         return dataclasses.replace(result, warm_s=warm_s)
     finally:
         sup.stop()

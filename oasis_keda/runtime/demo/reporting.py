@@ -3,10 +3,12 @@ records, the autoscaler and the worker logs), its printout and the two pictures.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tarfile
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console, Group
@@ -26,6 +28,7 @@ from oasis_keda.runtime.demo.common import (
 )
 from oasis_keda.runtime.demo.records import is_chunk, read_aal
 from oasis_keda.runtime.plots import plot_timeline, plot_workers, spans_from_records
+from oasis_keda.runtime.replicas import ScalingSample
 from oasis_keda.runtime.supervisor import Supervisor
 from oasis_keda.runtime.workers import audit_worker_logs
 
@@ -76,6 +79,7 @@ def summarize(
     config: DemoSettings,
     *,
     final_workers: int,
+    submitted_at: float | None = None,
 ) -> DemoResult:
     """Gather the result of the run from the records and the autoscaler, and draw the
     sub-task timeline and the workers-over-time pictures under ``config.out_dir``."""
@@ -130,9 +134,15 @@ def summarize(
         config.out_dir / "workers-over-time.png",
         title=f"Workers of model {MODEL_ID}: KEDA + HPA against the scaler",
     )
+    peak = max((s.actual for s in autoscaler.samples), default=0)
+    reached = [s.at for s in autoscaler.samples if peak and s.actual == peak]
     return DemoResult(
         wall_s=wall_s,
-        peak_workers=max((s.actual for s in autoscaler.samples), default=0),
+        peak_workers=peak,
+        time_to_peak_s=(
+            reached[0] - submitted_at if reached and submitted_at is not None else None
+        ),
+        worker_seconds=worker_seconds(autoscaler.samples),
         analyses=results,
         subtasks_per_stage=dict(per_stage),
         chunks_per_stage=dict(chunks_stage),
@@ -147,6 +157,18 @@ def summarize(
         timeline_png=timeline,
         workers_png=workers_png,
     )
+
+
+def worker_seconds(samples: Sequence[ScalingSample]) -> float:
+    """Live workers integrated over time, per model, from the autoscaler's samples."""
+    total = 0.0
+    by_model: dict[str, list[ScalingSample]] = {}
+    for sample in samples:
+        by_model.setdefault(sample.model_id, []).append(sample)
+    for series in by_model.values():
+        for a, b in itertools.pairwise(series):
+            total += a.actual * max(0.0, b.at - a.at)
+    return total
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -174,6 +196,9 @@ def print_summary(result: DemoResult, console: Console) -> None:
             f"of which chunks {result.chunks_per_stage.get(stage, 0):3}"
         )
     console.print(f"peak workers            {result.peak_workers}")
+    if result.time_to_peak_s is not None:
+        console.print(f"time to peak            {result.time_to_peak_s:.1f} s (from submission)")
+    console.print(f"worker-seconds          {result.worker_seconds:.0f}")
     if result.warm_s is not None:
         console.print(f"numba warm-up           {result.warm_s:.1f} s (first run only)")
     console.print(f"wall time               {result.wall_s:.1f} s (submit -> last analysis done)")
