@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from oasis_keda.core import keys
 from oasis_keda.core.main_tasks import main_task_field
+from oasis_keda.core.perspectives import PortfolioFiles
 from oasis_keda.core.stages import StageSpec, stage_of_status
 from oasis_keda.core.statuses import IN_PROGRESS, SubTaskStatus
 from oasis_keda.core.storage import Storage
@@ -72,6 +73,24 @@ def store_file(
     session.add(stored)
     session.flush()
     return stored
+
+
+def input_dir(session: Session, storage: Storage, analysis: Analysis) -> Path:
+    """The directory the analysis's latest input generation wrote its input files to."""
+    stored = session.get(StoredFile, analysis.input_file_id) if analysis.input_file_id else None
+    if stored is None:
+        raise ValueError(f"analysis {analysis.id} has no input files")
+    return storage.abspath(stored.path).parent / "inputs"
+
+
+def portfolio_files(analysis: Analysis) -> PortfolioFiles:
+    """Which exposure files the analysis's portfolio has."""
+    portfolio = analysis.portfolio
+    return PortfolioFiles(
+        accounts=portfolio.accounts_file_id is not None,
+        ri_info=portfolio.reinsurance_info_file_id is not None,
+        ri_scope=portfolio.reinsurance_scope_file_id is not None,
+    )
 
 
 def get_analysis(session: Session, analysis_id: int) -> Analysis:
@@ -199,6 +218,7 @@ def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
         "settings_file": analysis.settings_file_id,
         "input_generation_traceback_file": analysis.input_generation_traceback_file_id,
         "run_traceback_file": analysis.run_traceback_file_id,
+        "warnings": list(analysis.warnings or []),
         "sub_task_count": status_count(session, analysis)["TOTAL"],
         "sub_task_error_ids": error_subtask_ids(session, analysis),
         "status_count": status_count(session, analysis),

@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.core import keys
+from oasis_keda.core import keys, perspectives
 from oasis_keda.core.config import ChunkingConfig, parse_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 from oasis_keda.core.main_tasks import clear_main_task, set_main_task
@@ -133,12 +133,15 @@ class Requests:
                 raise StatusError(analysis.status, spec.allowed_from)
             model = self._model(analysis.model_id)
             if stage == LOSSES:
-                self._check_run(session, analysis, model)
+                warnings = self._check_run(session, analysis, model)
+            else:
+                warnings = self._warnings(session, analysis, check_inputs=False)
             values: dict[str, Any] = {
                 "run_number": analysis.run_number + 1,
                 "status": spec.queued,
                 "task_started": utcnow(),
                 "task_finished": None,
+                "warnings": warnings or None,
             }
             # A new run of a stage forgets what its previous run produced.
             if stage == LOSSES:
@@ -164,6 +167,8 @@ class Requests:
                 session.refresh(current)
                 raise StatusError(current.status, spec.allowed_from)
             run_number, priority = int(values["run_number"]), analysis.priority
+            for warning in warnings:
+                logger.warning("analysis %s: %s", analysis_id, warning)
             model_id = model.model_id
         # Marked before it is sent, so the scaler never sees the main task's work without it.
         set_main_task(self.client, model_id, analysis_id, stage, priority)
@@ -183,7 +188,7 @@ class Requests:
         except ModelNotFoundError as exc:
             raise RequestError({"model": str(exc)}) from exc
 
-    def _check_run(self, session: Session, analysis: Analysis, model: ModelRecord) -> None:
+    def _check_run(self, session: Session, analysis: Analysis, model: ModelRecord) -> list[str]:
         if analysis.input_file_id is None:
             raise RequestError({"input_file": "no input files: generate inputs first"})
         if analysis.settings is None:
@@ -193,25 +198,27 @@ class Requests:
             plan_losses(chunking_of(analysis, model), events)
         except PlanError as exc:
             raise RequestError({exc.field: exc.message}) from exc
-        wants_il = any(analysis.settings.get(k) for k in ("il_output", "ri_output"))
-        if wants_il and analysis.portfolio.accounts_file_id is None:
+        return self._warnings(session, analysis, check_inputs=True)
+
+    def _warnings(self, session: Session, analysis: Analysis, *, check_inputs: bool) -> list[str]:
+        """Warnings for the perspectives the settings ask for that cannot run (oasislmf
+        drops them and runs the rest); refused only when nothing is left to run."""
+        settings = analysis.settings
+        if settings is None:
+            return []
+        names = None
+        if check_inputs and analysis.input_file_id is not None:
+            inputs = records.input_dir(session, self.storage, analysis)
+            names = sorted(p.name for p in inputs.iterdir()) if inputs.is_dir() else None
+        drops = perspectives.dropped(settings, records.portfolio_files(analysis), names)
+        if check_inputs and perspectives.runs_nothing(perspectives.without(settings, drops)):
             raise RequestError(
                 {
-                    "accounts_file": "the analysis settings ask for insured losses (il_output) "
-                    "but the portfolio has no accounts file"
+                    "settings_file": "the analysis settings leave no perspective to run: "
+                    + "; ".join(d.warning for d in drops)
                 }
             )
-        portfolio = analysis.portfolio
-        if analysis.settings.get("ri_output") and (
-            portfolio.reinsurance_info_file_id is None
-            or portfolio.reinsurance_scope_file_id is None
-        ):
-            raise RequestError(
-                {
-                    "ri_output": "the analysis settings ask for reinsurance losses but the "
-                    "portfolio has no reinsurance info and scope files"
-                }
-            )
+        return [d.warning for d in drops]
 
     def check_can_run_after_generate(self, analysis_id: int) -> None:
         """Refuse generate-and-run at once when the run would be refused later."""

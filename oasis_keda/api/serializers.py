@@ -210,6 +210,7 @@ def analysis_body(
         priority=a.priority,
         num_events_complete=a.num_events_complete,
         num_events_total=a.num_events_total,
+        warnings=list(a.warnings or []),
     )
     return body
 

@@ -109,6 +109,11 @@ def _request(ctx: click.Context, analysis_id: int, stage: str, wait: bool, timeo
     except OasisKedaError as exc:
         fail(f"analysis {analysis_id}: {exc}")
     click.echo(f"analysis {analysis_id}: {stage} queued (run {run_number})", err=True)
+    from task_controller import records
+
+    with controller.sessions() as session:
+        for warning in records.get_analysis(session, analysis_id).warnings or []:
+            click.echo(f"analysis {analysis_id}: warning: {warning}", err=True)
     if wait:
         sys.exit(_wait(controller, analysis_id, timeout))
 
@@ -223,6 +228,8 @@ def show(ctx: click.Context, analysis_id: int, as_json: bool) -> None:
         click.echo(f"{key:20} {data[key]}")
     counts = data["status_count"]
     click.echo(f"{'sub-tasks':20} " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for warning in data["warnings"]:
+        click.echo(f"{'warning':20} {warning}")
 
 
 @analyses.command("subtasks")

@@ -16,33 +16,33 @@ summation tolerance).
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from oasis_keda.api import ApiSettings
-from oasis_keda.cli import cli
 from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
-from tests.integration.api_support import PASSWORD, USER, ApiServer, start_server
+from tests.integration.api_support import PASSWORD, USER
+from tests.integration.piwind_api import (
+    ACCOUNTS,
+    LOCATIONS,
+    LOG_TAIL_CHARS,
+    ApiStack,
+    extract,
+    piwind_api_stack,
+    run_cli,
+)
 from tests.oracle import assert_outputs_equal, oracle_run
 from tests.shared_data import PIWIND
-from tests.stack_support import Stack, running_stack
 
 pytestmark = [
     pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present"),
     pytest.mark.timeout(1800),  # a cold numba cache compiles the pipeline tools for minutes
 ]
 
-MODEL = "piwind"
 LOOKUP_CHUNKS = 3
 LOSS_CHUNKS = 4
 CHUNKING = {
@@ -51,46 +51,14 @@ CHUNKING = {
     "loss_strategy": "FIXED_CHUNKS",
     "fixed_analysis_chunks": LOSS_CHUNKS,
 }
-LOCATIONS = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
-ACCOUNTS = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"
 CLI_TIMEOUT_S = 1200.0
 ORACLE_TIMEOUT_S = 900.0
-LOG_TAIL_CHARS = 4000
-
-
-@dataclass
-class ApiStack:
-    """Controller and worker processes (``stack``) and the API server over their stores."""
-
-    stack: Stack
-    server: ApiServer
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"== {log.name}\n{log.read_text(errors='replace')[-LOG_TAIL_CHARS:]}"
-            for log in sorted(self.stack.tmp_path.glob("*.log"))
-        )
 
 
 @pytest.fixture
 def api_stack(redis_url: str, tmp_path: Path) -> Iterator[ApiStack]:
-    root = tmp_path / "stack"
-    root.mkdir()
-    with running_stack(redis_url, root) as stack:
-        result = CliRunner().invoke(
-            cli,
-            ["models", "register", MODEL, "--model-dir", str(PIWIND)],
-            env=stack.env,
-            catch_exceptions=False,
-        )
-        assert result.exit_code == 0, result.output
-        stack.start_controller()
-        stack.start_worker(MODEL)
-        server = start_server(ApiSettings(core=stack.settings, user=USER, password=PASSWORD))
-        try:
-            yield ApiStack(stack, server)
-        finally:
-            server.stop()
+    with piwind_api_stack(redis_url, tmp_path) as api:
+        yield api
 
 
 def _analysis_settings() -> dict[str, Any]:
@@ -100,32 +68,6 @@ def _analysis_settings() -> dict[str, Any]:
     settings["ri_output"] = False
     settings["number_of_samples"] = 10
     return settings
-
-
-def _run_cli(command: list[str], cwd: Path) -> tuple[int | None, str]:
-    """Exit code (None on timeout) and the combined stdout/stderr of the command."""
-    env = dict(os.environ)
-    env.pop("OASIS_ENV_OVERRIDE", None)  # it would let OASIS_* variables beat our arguments
-    try:
-        proc = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=CLI_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = exc.output or b""
-        return None, output.decode(errors="replace") if isinstance(output, bytes) else output
-    return proc.returncode, proc.stdout.decode(errors="replace")
-
-
-def _extract(archive: Path, into: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path: Path) -> None:
@@ -152,7 +94,7 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
         *("--model-id", str(model["id"]), "-x", str(LOCATIONS), "-y", str(ACCOUNTS)),
         *("-a", str(settings_file), "-o", str(out_dir)),
     ]
-    code, output = _run_cli(command, cwd)
+    code, output = run_cli(command, cwd, timeout=CLI_TIMEOUT_S)
 
     def report() -> str:
         return (
@@ -186,7 +128,7 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
     # the archive the CLI downloaded: GUL and IL outputs, equal to oasislmf's own run
     archive = out_dir / f"analysis_{analysis_id}_output.tar.gz"
     assert archive.is_file(), f"{sorted(p.name for p in out_dir.iterdir())}\n{report()}"
-    ours = _extract(archive, tmp_path / "extracted")
+    ours = extract(archive, tmp_path / "extracted")
     names = [p.name for p in ours.rglob("*") if p.is_file()]
     assert any(n.startswith("gul_") for n in names), names
     assert any(n.startswith("il_") for n in names), names

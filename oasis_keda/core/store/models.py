@@ -17,7 +17,7 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class StoredFile(Base):
@@ -90,6 +90,8 @@ class Analysis(Base):
     )
     run_traceback_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     run_log_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    #: What the latest request warned about (a requested perspective dropped, say).
+    warnings: Mapped[list[str] | None]
 
     portfolio: Mapped[Portfolio] = relationship()
     sub_tasks: Mapped[list[SubTask]] = relationship(
