@@ -148,6 +148,7 @@ class Requests:
                 values.update(
                     output_file_id=None,
                     run_traceback_file_id=None,
+                    run_log_file_id=None,
                     num_events_total=0,
                     num_events_complete=0,
                 )
@@ -157,6 +158,7 @@ class Requests:
                     lookup_success_file_id=None,
                     lookup_errors_file_id=None,
                     lookup_validation_file_id=None,
+                    summary_levels_file_id=None,
                     input_generation_traceback_file_id=None,
                 )
             # Compare-and-set: two requests at once queue the stage once.

@@ -33,6 +33,7 @@ from typing import Any
 from oasis_keda.core import perspectives
 from oasis_keda.core.model_dir import ModelDir
 from oasis_keda.core.perspectives import PortfolioFiles
+from worker import artefacts
 from worker.errors import InputError, TransientError
 from worker.run_options import load_run_options
 from worker.staging import staging_dir
@@ -98,7 +99,7 @@ def _oasis_error(what: str, exc: Exception) -> Exception:
 
 def runnable_settings(
     settings: dict[str, Any], portfolio: PortfolioFiles, input_dir: Path
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
     """The settings without the perspectives whose input files are missing, each dropped
     with a warning in the log naming what is missing (oasislmf drops them the same way)."""
     names = sorted(p.name for p in Path(input_dir).iterdir())
@@ -108,7 +109,7 @@ def runnable_settings(
     settings = perspectives.without(settings, drops)
     if perspectives.runs_nothing(settings):
         raise InputError("analysis settings: no perspective left to run (gul_output is off)")
-    return settings
+    return settings, [drop.warning for drop in drops]
 
 
 def prepare_losses_dir(
@@ -125,8 +126,9 @@ def prepare_losses_dir(
 
     run_dir = Path(run_dir)
     settings = run_settings(model, analysis_settings)
+    warnings: list[str] = []
     if portfolio is not None:
-        settings = runnable_settings(settings, portfolio, Path(input_dir))
+        settings, warnings = runnable_settings(settings, portfolio, Path(input_dir))
     with staging_dir(run_dir) as tmp:
         (tmp / SETTINGS_NAME).write_text(json.dumps(settings, indent=2), encoding="utf-8")
         kwargs = step_kwargs(model, tmp, input_dir=Path(input_dir))
@@ -135,6 +137,7 @@ def prepare_losses_dir(
         except Exception as exc:
             raise _oasis_error(f"preparing the loss run in {run_dir}", exc) from exc
         _relative_inner_links(tmp)
+        artefacts.write_warnings(tmp, warnings)
     logger.info("loss run directory ready: %s", run_dir)
 
 

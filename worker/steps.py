@@ -135,13 +135,17 @@ def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
 
 
 def cleanup_input_generation(keys_file: str, job: Job, subtask_id: int) -> dict[str, str]:
+    from worker import artefacts
+    from worker.lookup import keys_names
+
     root = Path(job["run_root"])
     archive = _archive(root / "inputs", root / "inputs.tar.gz")
     shutil.rmtree(root / "lookup" / "chunks", ignore_errors=True)
-    files = {"input_file_id": str(archive)}
-    if keys_file and Path(keys_file).is_file():
-        files["lookup_success_file_id"] = keys_file
-    return files
+    errors = Path(keys_file).with_name(keys_names(_generate_options(job))[1])
+    return {
+        "input_file_id": str(archive),
+        **artefacts.input_files(Path(keys_file), errors, root / "inputs"),
+    }
 
 
 def prepare_losses_generation_directory(job: Job, subtask_id: int) -> None:
@@ -186,9 +190,12 @@ def generate_losses_output(chunks: list[str], job: Job, subtask_id: int) -> str:
 
 
 def cleanup_losses_generation(output_dir: str, job: Job, subtask_id: int) -> dict[str, str]:
+    from worker import artefacts
+
     root = Path(job["run_root"])
     archive = _archive(root / "outputs", root / "outputs.tar.gz")
-    return {"output_file_id": str(archive)}
+    run_log = artefacts.run_log(root / "losses", root / "run_log.tar.gz")
+    return {"output_file_id": str(archive), "run_log_file_id": str(run_log)}
 
 
 #: Step bodies by step slug: every stage's steps must have one when the app is made.

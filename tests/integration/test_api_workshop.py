@@ -10,7 +10,9 @@ log), as oasislmf drops them; the GUL outputs equal oasislmf's own unchunked run
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,13 @@ def _run_and_check(client: Any, analysis_id: int, chunks: int, out: Path, oracle
     assert {t["status"] for t in tasks} == {"COMPLETED"}, tasks
     log = client.task_status.output_log.get(tasks[0]["id"]).text
     assert IL_WARNING in log and RI_WARNING in log, log
+    run_log = client.analyses.run_log_file.get(analysis_id)
+    assert run_log.headers["content-type"] == "application/gzip", run_log.headers
+    with tarfile.open(fileobj=io.BytesIO(run_log.content)) as tar:
+        member = tar.extractfile("log/warnings.log")
+        assert member is not None
+        warnings = member.read().decode()
+    assert IL_WARNING in warnings and RI_WARNING in warnings, warnings
     out.mkdir()
     client.download_output(analysis_id, str(out))
     ours = extract(out / f"analysis_{analysis_id}_output.tar.gz", out / "extracted")
@@ -67,6 +76,22 @@ def _run_and_check(client: Any, analysis_id: int, chunks: int, out: Path, oracle
     assert any(n.startswith("gul_") for n in names), names
     assert not any(n.startswith(("il_", "ri_")) for n in names), names
     assert_outputs_equal(ours, oracle, note=f"workshop notebook, {chunks} loss chunks")
+
+
+def _check_lookup_artefacts(client: Any, analysis_id: int) -> None:
+    """The keys files as CSV; the exposure summary and summary levels as JSON."""
+    analyses = client.analyses
+    keys = analyses.lookup_success_file.get(analysis_id)
+    assert keys.headers["content-type"] == "text/csv", keys.headers
+    assert len(keys.text.strip().splitlines()) > 10, keys.text  # 10 locations, 4 coverages
+    errors = analyses.lookup_errors_file.get(analysis_id)
+    assert errors.headers["content-type"] == "text/csv", errors.headers
+    validation = analyses.lookup_validation_file.get(analysis_id)
+    assert validation.headers["content-type"] == "application/json", validation.headers
+    assert isinstance(validation.json(), dict) and validation.json(), validation.text
+    levels = analyses.summary_levels_file.get(analysis_id)
+    assert levels.headers["content-type"] == "application/json", levels.headers
+    assert "GUL" in levels.json(), levels.text  # the fields GUL summaries may group by
 
 
 def test_workshop_notebook_runs_unmodified(api_stack: ApiStack, tmp_path: Path) -> None:
@@ -82,6 +107,7 @@ def test_workshop_notebook_runs_unmodified(api_stack: ApiStack, tmp_path: Path) 
         ready = client.analyses.get(analysis_id).json()
         assert ready["status"] == "READY", f"{ready}\n{api_stack.logs()}"
         assert ready["lookup_chunks"] == 8, ready
+        _check_lookup_artefacts(client, analysis_id)
 
         oracle = oracle_run(
             PIWIND,
