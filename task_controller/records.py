@@ -63,10 +63,16 @@ def planned_from_rows(spec: StageSpec, rows: Sequence[SubTask]) -> list[PlannedS
 
 
 def store_file(
-    session: Session, storage: Storage, source: Path, *, content_type: str
+    session: Session,
+    storage: Storage,
+    source: Path,
+    *,
+    content_type: str,
+    filename: str | None = None,
 ) -> StoredFile:
-    """Copy a user's file into the storage directory and record it."""
-    relpath, size = storage.store_upload(source)
+    """Copy a user's file into the storage directory (as ``filename`` if given) and record
+    it under the user's name."""
+    relpath, size = storage.store_upload(source, filename=filename)
     stored = StoredFile(
         path=relpath, filename=source.name, content_type=content_type, size_bytes=size
     )

@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.core import keys, perspectives
+from oasis_keda.core import exposure_files, keys, perspectives
 from oasis_keda.core.config import ChunkingConfig, parse_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 from oasis_keda.core.main_tasks import clear_main_task, set_main_task
@@ -66,21 +66,33 @@ class Requests:
         model_id: str,
         location_file: Path,
         accounts_file: Path | None = None,
+        ri_info_file: Path | None = None,
+        ri_scope_file: Path | None = None,
         settings_file: Path | None = None,
         priority: int = 4,
         chunking: dict[str, Any] | None = None,
     ) -> int:
-        """A Portfolio (files copied into storage) and an Analysis in status NEW."""
+        """A Portfolio (files copied into storage) and an Analysis in status NEW. Exposure
+        files are CSV or parquet, told by content, with their required OED columns."""
         self.registry.get(model_id)  # ModelNotFoundError names the model
         if isinstance(priority, bool) or not 1 <= priority <= 10:
             raise RequestError({"priority": f"must be an integer 1-10, got {priority!r}"})
-        for field, path in (
-            ("locations", location_file),
-            ("accounts", accounts_file),
-            ("settings", settings_file),
-        ):
+        exposure = {
+            "location": location_file,
+            "accounts": accounts_file,
+            "ri_info": ri_info_file,
+            "ri_scope": ri_scope_file,
+        }
+        for field, path in (*exposure.items(), ("settings", settings_file)):
             if path is not None and not path.is_file():
                 raise RequestError({field: f"{path} is not a readable file"})
+        formats = {}
+        for kind, path in exposure.items():
+            if path is not None:
+                try:
+                    formats[kind] = exposure_files.check(path, kind)
+                except exposure_files.ExposureFileError as exc:
+                    raise RequestError({kind: f"{path}: {exc}"}) from exc
         settings = read_settings(settings_file) if settings_file else None
         if chunking is not None:
             try:
@@ -89,13 +101,23 @@ class Requests:
                 raise RequestError(exc.fields) from exc
         with self.sessions.begin() as session:
             portfolio = Portfolio(name=name)
-            portfolio.location_file_id = records.store_file(
-                session, self.storage, location_file, content_type="text/csv"
-            ).id
-            if accounts_file is not None:
-                portfolio.accounts_file_id = records.store_file(
-                    session, self.storage, accounts_file, content_type="text/csv"
-                ).id
+            for kind, attr in (
+                ("location", "location_file_id"),
+                ("accounts", "accounts_file_id"),
+                ("ri_info", "reinsurance_info_file_id"),
+                ("ri_scope", "reinsurance_scope_file_id"),
+            ):
+                path = exposure[kind]
+                if path is None:
+                    continue
+                stored = records.store_file(
+                    session,
+                    self.storage,
+                    path,
+                    content_type=exposure_files.CONTENT_TYPES[formats[kind]],
+                    filename=exposure_files.stored_name(path.name, formats[kind]),
+                )
+                setattr(portfolio, attr, stored.id)
             session.add(portfolio)
             session.flush()
             analysis = Analysis(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from oasis_keda.core import perspectives
 from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from oasis_keda.core.perspectives import PortfolioFiles
 from oasis_keda.core.stages import Job
@@ -71,9 +72,15 @@ def _generate_options(job: Job) -> RunOptions:
     return generate_options(
         _model(job),
         location_file=Path(job["location_file"]),
-        accounts_file=Path(job["accounts_file"]) if job["accounts_file"] else None,
+        accounts_file=_path(job["accounts_file"]),
         settings_file=Path(job["settings_file"]),
+        ri_info_file=_path(job.get("ri_info_file")),
+        ri_scope_file=_path(job.get("ri_scope_file")),
     )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
@@ -125,6 +132,8 @@ def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
 
     options = _generate_options(job)
     errors = Path(keys_file).with_name(keys_names(options)[1])
+    for drop in perspectives.dropped(_settings(job), _portfolio(job)):
+        logger.warning("%s (no input files are written for it)", drop.warning)
     _write(
         options=options,
         keys_file=Path(keys_file),
@@ -158,11 +167,15 @@ def prepare_losses_generation_directory(job: Job, subtask_id: int) -> None:
         input_dir=Path(job["input_dir"]),
         analysis_settings=_settings(job),
         run_dir=_run(job, "losses"),
-        portfolio=PortfolioFiles(
-            accounts=bool(job["accounts_file"]),
-            ri_info=bool(job.get("ri_info_file")),
-            ri_scope=bool(job.get("ri_scope_file")),
-        ),
+        portfolio=_portfolio(job),
+    )
+
+
+def _portfolio(job: Job) -> PortfolioFiles:
+    return PortfolioFiles(
+        accounts=bool(job["accounts_file"]),
+        ri_info=bool(job.get("ri_info_file")),
+        ri_scope=bool(job.get("ri_scope_file")),
     )
 
 

@@ -143,6 +143,15 @@ def create_analysis(
 
 
 # -- files ------------------------------------------------------------------------------
+#: Portfolio file field -> the kind of exposure file it holds.
+EXPOSURE_KINDS = {
+    "location_file": "location",
+    "accounts_file": "accounts",
+    "reinsurance_info_file": "ri_info",
+    "reinsurance_scope_file": "ri_scope",
+}
+
+
 def _file_routes(field: str) -> None:
     path = f"/{{pk}}/{field}/"
 
@@ -160,7 +169,7 @@ def _file_routes(field: str) -> None:
         received = await receive_checked(request, ctx)
 
         def record() -> dict[str, Any]:
-            stored = place(ctx, received)
+            stored = place(ctx, received, exposure=EXPOSURE_KINDS[field])
             with ctx.session() as session:
                 item = get_portfolio(session, pk)
                 session.add(stored)

@@ -230,7 +230,14 @@ def test_generate_wait_exit_codes(
     assert f"analysis {good}: READY" in result.output
 
     bad_file = tmp_path / "bad.csv"
-    bad_file.write_text("PortNumber,AccNumber\n1,1\n")  # no LocNumber, no coordinates...
+    bad_file.write_text("PortNumber,AccNumber\n1,1\n")  # no LocNumber, ...: refused at once
+    refused = invoke(stack, "create", "bad", "--model", "synth", "--locations", str(bad_file))
+    assert refused.exit_code != 0
+    assert "missing required OED column(s): LocNumber, CountryCode" in refused.output
+    bad_file.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude\n"
+        "1,1,1,GB,WTC,GBP,north\n"  # a latitude that is no number: found at generation
+    )
     bad = invoke(
         stack, "create", "bad", "--model", "synth", "--locations", str(bad_file)
     ).stdout.strip()

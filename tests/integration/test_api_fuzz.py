@@ -28,7 +28,8 @@ from tests.integration.api_support import ApiServer, api_server_fixture  # noqa:
 
 EXAMPLES_PER_OPERATION = 6
 LOCATION_CSV = (
-    b"PortNumber,AccNumber,LocNumber,CountryCode,Latitude,Longitude\n1,A1,L1,GB,51.5,-0.5\n"
+    b"PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+    b"1,A1,L1,GB,WTC,GBP,51.5,-0.5\n"
 )
 
 
