@@ -81,6 +81,27 @@ def store_file(
     return stored
 
 
+def store_text(
+    session: Session, storage: Storage, analysis_id: int, run_number: int, name: str, text: str
+) -> StoredFile:
+    """A text file of a run (its traceback, say), written and recorded."""
+    root = storage.run_dirs(analysis_id, run_number).root
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    partial = root / f".{name}.partial"
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    stored = StoredFile(
+        path=storage.relpath(path),
+        filename=name,
+        content_type="text/plain",
+        size_bytes=path.stat().st_size,
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
 def input_dir(session: Session, storage: Storage, analysis: Analysis) -> Path:
     """The directory the analysis's latest input generation wrote its input files to."""
     stored = session.get(StoredFile, analysis.input_file_id) if analysis.input_file_id else None

@@ -30,9 +30,16 @@ from oasis_keda.core.main_tasks import clear_main_task, set_main_task
 from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.stages import INPUTS, LOSSES, spec_for, stage_of_status
-from oasis_keda.core.statuses import IN_PROGRESS
+from oasis_keda.core.statuses import IN_PROGRESS, AnalysisStatus, SubTaskStatus
 from oasis_keda.core.storage import Storage
-from oasis_keda.core.store import Analysis, Portfolio, make_engine, make_session_factory, utcnow
+from oasis_keda.core.store import (
+    Analysis,
+    Portfolio,
+    SubTask,
+    make_engine,
+    make_session_factory,
+    utcnow,
+)
 from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
 from task_controller.analysis_config import chunking_of, events_of, model_dir_of, read_settings
@@ -42,6 +49,8 @@ from task_controller.errors import RequestError, StatusError
 from worker.app import WorkerContext, broker_priority, make_app, make_context
 
 logger = logging.getLogger(__name__)
+
+READY = AnalysisStatus.READY.value
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -256,6 +265,54 @@ class Requests:
                 plan_losses(chunking_of(analysis, model), events)
             except PlanError as exc:
                 raise RequestError({exc.field: exc.message}) from exc
+
+    def refuse_run(self, analysis_id: int, reason: str) -> bool:
+        """A generate-and-run whose run step is refused once its inputs are READY: the run
+        ends RUN_ERROR at once, the reason in its first sub-task's error log and in the run
+        traceback file. False if the analysis is no longer READY (cancelled, rerun)."""
+        spec = spec_for(LOSSES)
+        first = spec.before[0]
+        with self.sessions.begin() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            if analysis.status != READY:
+                return False
+            run_number, now = analysis.run_number + 1, utcnow()
+            message = f"the run after input generation was refused: {reason}\n"
+            traceback_file = records.store_text(
+                session, self.storage, analysis_id, run_number, "traceback.txt", message
+            )
+            if not transition(
+                session,
+                analysis_id,
+                analysis.run_number,
+                {READY},
+                status=spec.error,
+                run_number=run_number,
+                task_started=now,
+                task_finished=now,
+                output_file_id=None,
+                run_log_file_id=None,
+                run_traceback_file_id=traceback_file.id,
+            ):
+                return False
+            session.add(
+                SubTask(
+                    analysis_id=analysis_id,
+                    run_number=run_number,
+                    stage=LOSSES,
+                    slug=first.slug,
+                    name=first.name,
+                    status=SubTaskStatus.ERROR.value,
+                    queue_name=keys.CONTROLLER_QUEUE,
+                    pending_time=now,
+                    start_time=now,
+                    end_time=now,
+                    error_log=message,
+                    output_log="",
+                )
+            )
+        logger.error("analysis %s: %s", analysis_id, message.strip())
+        return True
 
     def cancel(self, analysis_id: int) -> list[str]:
         """Cancel the stage in progress; queued and running sub-tasks are revoked."""
