@@ -6,15 +6,14 @@ Input generation: the keys and keys-errors files (as CSV, whatever the model's
 files: the exposure summary (``exposure_summary_report.json``, served as the lookup
 validation) and the OED fields each summary level may group by
 (``exposure_summary_levels.json``, which the Oasis UI reads to offer output options).
-Losses: the run's log folder (oasislmf's logs, and the warnings of the perspectives the run
-dropped), as a tar.gz.
+Losses: the run log, one text file: the warnings of the perspectives the run dropped,
+then every non-empty log oasislmf's tools wrote in the run's log folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tarfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -74,12 +73,23 @@ def write_warnings(run_dir: Path, warnings: list[str]) -> None:
 
 
 def run_log(run_dir: Path, target: Path) -> Path:
-    """The run's log folder as a tar.gz (``log/...`` members), written atomically."""
-    partial = target.with_name(f".{target.name}.partial")
+    """The run's log folder as one text file (a header line per log file, empty files only
+    counted), written atomically."""
     log_dir = run_dir / RUN_LOG_DIR
-    with tarfile.open(partial, "w:gz") as tar:
-        if log_dir.is_dir():
-            for path in sorted(log_dir.rglob("*")):
-                tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+    paths = sorted(p for p in log_dir.rglob("*") if p.is_file()) if log_dir.is_dir() else []
+    warnings = log_dir / WARNINGS_LOG
+    if warnings in paths:  # first: what the user most needs to see
+        paths.remove(warnings)
+        paths.insert(0, warnings)
+    empty = 0
+    partial = target.with_name(f".{target.name}.partial")
+    with partial.open("w", encoding="utf-8") as out:
+        for path in paths:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if not text.strip():
+                empty += 1
+                continue
+            out.write(f"== {path.relative_to(run_dir)}\n{text.rstrip()}\n\n")
+        out.write(f"== {len(paths)} log files, {empty} of them empty\n")
     partial.replace(target)
     return target

@@ -207,7 +207,7 @@ def cleanup_losses_generation(output_dir: str, job: Job, subtask_id: int) -> dic
 
     root = Path(job["run_root"])
     archive = _archive(root / "outputs", root / "outputs.tar.gz")
-    run_log = artefacts.run_log(root / "losses", root / "run_log.tar.gz")
+    run_log = artefacts.run_log(root / "losses", root / "run_log.txt")
     return {"output_file_id": str(archive), "run_log_file_id": str(run_log)}
 
 

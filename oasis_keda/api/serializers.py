@@ -45,7 +45,7 @@ ANALYSIS_FILE_FIELDS: dict[str, tuple[str, str]] = {
     "summary_levels_file": ("application/json", "analysis_{id}_summary_levels.json"),
     "input_generation_traceback_file": ("text/plain", "analysis_{id}_input_traceback.txt"),
     "run_traceback_file": ("text/plain", "analysis_{id}_run_traceback.txt"),
-    "run_log_file": ("application/gzip", "analysis_{id}_run_log.tar.gz"),
+    "run_log_file": ("text/plain", "analysis_{id}_run_log.txt"),
 }
 
 SUB_TASK_LOG_FIELDS = ("output_log", "error_log", "retry_log")
