@@ -187,6 +187,7 @@ class Dispatcher:
         location = portfolio.location_file
         accounts = portfolio.accounts_file
         ri_info, ri_scope = portfolio.reinsurance_info_file, portfolio.reinsurance_scope_file
+        currency = portfolio.currency_conversion_json
         input_dir: str | None = None
         if spec.stage == LOSSES and analysis.input_file_id is not None:
             input_dir = str(records.input_dir(session, self.storage, analysis))
@@ -203,6 +204,8 @@ class Dispatcher:
             accounts_file=str(self.storage.abspath(accounts.path)) if accounts else None,
             ri_info_file=str(self.storage.abspath(ri_info.path)) if ri_info else None,
             ri_scope_file=str(self.storage.abspath(ri_scope.path)) if ri_scope else None,
+            currency_conversion_json=str(self.storage.abspath(currency.path)) if currency else None,
+            reporting_currency=portfolio.reporting_currency,
             settings_file=settings_file,
             input_dir=input_dir,
             events=events_of(model_dir, analysis),

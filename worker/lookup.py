@@ -53,10 +53,19 @@ def generate_options(
     settings_file: Path,
     ri_info_file: Path | None = None,
     ri_scope_file: Path | None = None,
+    currency_conversion_json: Path | None = None,
+    reporting_currency: str | None = None,
 ) -> RunOptions:
     """The model's run options for input generation over these files. The reinsurance
     files are given to oasislmf only with the accounts file and each other, as oasislmf
-    makes reinsurance input files only when all three are present."""
+    makes reinsurance input files only when all three are present. Currency conversion
+    settings and a reporting currency, when the portfolio has them, go to oasislmf's
+    exposure loader as they would on its command line."""
+    currency: dict[str, str] = {}
+    if currency_conversion_json is not None:
+        currency["currency_conversion_json"] = str(currency_conversion_json)
+    if reporting_currency:
+        currency["reporting_currency"] = reporting_currency
     with_ri = bool(accounts_file and ri_info_file and ri_scope_file)
     return load_run_options(
         model.config_path,
@@ -72,6 +81,7 @@ def generate_options(
             if with_ri and ri_scope_file
             else "",
             "analysis_settings_json": str(settings_file),
+            **currency,
         },
     )
 

@@ -76,6 +76,8 @@ def _generate_options(job: Job) -> RunOptions:
         settings_file=Path(job["settings_file"]),
         ri_info_file=_path(job.get("ri_info_file")),
         ri_scope_file=_path(job.get("ri_scope_file")),
+        currency_conversion_json=_path(job.get("currency_conversion_json")),
+        reporting_currency=job.get("reporting_currency"),
     )
 
 

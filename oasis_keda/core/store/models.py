@@ -44,6 +44,13 @@ class Portfolio(Base):
     accounts_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     reinsurance_info_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     reinsurance_scope_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    #: Currency conversion settings (JSON) and the currency losses are reported in.
+    currency_conversion_json_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    reporting_currency: Mapped[str | None] = mapped_column(String(3))
+    #: OED validation: its status, each file's result, and the errors it found (CSV).
+    validation_status: Mapped[str | None] = mapped_column(String(40))
+    validation: Mapped[dict[str, Any] | None]
+    validation_errors_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
 
     location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id])
     accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id])
@@ -52,6 +59,9 @@ class Portfolio(Base):
     )
     reinsurance_scope_file: Mapped[StoredFile | None] = relationship(
         foreign_keys=[reinsurance_scope_file_id]
+    )
+    currency_conversion_json: Mapped[StoredFile | None] = relationship(
+        foreign_keys=[currency_conversion_json_id]
     )
 
 
