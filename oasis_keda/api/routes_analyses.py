@@ -122,6 +122,15 @@ def analysis_data_files(pk: int, ctx: ApiContext = _Ctx) -> list[dict[str, Any]]
     return []
 
 
+@router.get("/{pk}/run_progress/")
+def run_progress(pk: int, ctx: ApiContext = _Ctx) -> dict[str, str]:
+    """Events done of the run's events, worded as the platform words it."""
+    with ctx.session() as session:
+        item = get_analysis(session, pk)
+        done, total = item.num_events_complete, item.num_events_total
+    return {"Status": f"{done}/{total} gul stages complete"}
+
+
 @router.delete("/{pk}/", status_code=204)
 def delete_analysis(pk: int, ctx: ApiContext = _Ctx) -> Response:
     with ctx.session() as session:
