@@ -94,7 +94,10 @@ def measure(settings: Settings) -> dict[str, float]:
         try:
             controller = make_requests(local)
             locations = root / "location.csv"
-            locations.write_text("LocNumber\n1\n")
+            locations.write_text(
+                "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency\n"
+                "1,A1,1,GB,WTC,GBP\n"
+            )
             analysis_id = controller.create_analysis(
                 "bench", model_id=model_id, location_file=locations
             )

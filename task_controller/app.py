@@ -90,7 +90,8 @@ def make_dispatcher(settings: Settings, *, context: WorkerContext | None = None)
         try:
             return requests.request(analysis_id, LOSSES)
         except RequestError as exc:
-            logger.error("analysis %s: run after inputs refused: %s", analysis_id, exc)
+            # the analysis ends RUN_ERROR with the reason, not READY without a word
+            requests.refuse_run(analysis_id, str(exc))
             return 0
 
     return dispatcher

@@ -241,11 +241,11 @@ class Dispatcher:
         portfolio = analysis.portfolio
         location = portfolio.location_file
         accounts = portfolio.accounts_file
+        ri_info, ri_scope = portfolio.reinsurance_info_file, portfolio.reinsurance_scope_file
+        currency = portfolio.currency_conversion_json
         input_dir: str | None = None
         if spec.stage == LOSSES and analysis.input_file_id is not None:
-            input_file = session.get(StoredFile, analysis.input_file_id)
-            if input_file is not None:
-                input_dir = str(self.storage.abspath(input_file.path).parent / "inputs")
+            input_dir = str(records.input_dir(session, self.storage, analysis))
         return Job(
             analysis_id=analysis.id,
             run_number=analysis.run_number,
@@ -257,6 +257,10 @@ class Dispatcher:
             run_root=str(dirs.root),
             location_file=str(self.storage.abspath(location.path)) if location else None,
             accounts_file=str(self.storage.abspath(accounts.path)) if accounts else None,
+            ri_info_file=str(self.storage.abspath(ri_info.path)) if ri_info else None,
+            ri_scope_file=str(self.storage.abspath(ri_scope.path)) if ri_scope else None,
+            currency_conversion_json=str(self.storage.abspath(currency.path)) if currency else None,
+            reporting_currency=portfolio.reporting_currency,
             settings_file=settings_file,
             input_dir=input_dir,
             events=events_of(model_dir, analysis),

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from oasis_keda.core import keys
 from oasis_keda.core.main_tasks import main_task_field, main_task_value, planned_field
+from oasis_keda.core.perspectives import PortfolioFiles
 from oasis_keda.core.stages import INPUTS, LOSSES, StageSpec, stage_of_status
 from oasis_keda.core.statuses import IN_PROGRESS, SUBTASK_FINAL, SubTaskStatus
 from oasis_keda.core.storage import Storage
@@ -84,16 +85,61 @@ def planned_from_rows(spec: StageSpec, rows: Sequence[SubTask]) -> list[PlannedS
 
 
 def store_file(
-    session: Session, storage: Storage, source: Path, *, content_type: str
+    session: Session,
+    storage: Storage,
+    source: Path,
+    *,
+    content_type: str,
+    filename: str | None = None,
 ) -> StoredFile:
-    """Copy a user's file into the storage directory and record it."""
-    relpath, size = storage.store_upload(source)
+    """Copy a user's file into the storage directory (as ``filename`` if given) and record
+    it under the user's name."""
+    relpath, size = storage.store_upload(source, filename=filename)
     stored = StoredFile(
         path=relpath, filename=source.name, content_type=content_type, size_bytes=size
     )
     session.add(stored)
     session.flush()
     return stored
+
+
+def store_text(
+    session: Session, storage: Storage, analysis_id: int, run_number: int, name: str, text: str
+) -> StoredFile:
+    """A text file of a run (its traceback, say), written and recorded."""
+    root = storage.run_dirs(analysis_id, run_number).root
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    partial = root / f".{name}.partial"
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    stored = StoredFile(
+        path=storage.relpath(path),
+        filename=name,
+        content_type="text/plain",
+        size_bytes=path.stat().st_size,
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def input_dir(session: Session, storage: Storage, analysis: Analysis) -> Path:
+    """The directory the analysis's latest input generation wrote its input files to."""
+    stored = session.get(StoredFile, analysis.input_file_id) if analysis.input_file_id else None
+    if stored is None:
+        raise ValueError(f"analysis {analysis.id} has no input files")
+    return storage.abspath(stored.path).parent / "inputs"
+
+
+def portfolio_files(analysis: Analysis) -> PortfolioFiles:
+    """Which exposure files the analysis's portfolio has."""
+    portfolio = analysis.portfolio
+    return PortfolioFiles(
+        accounts=portfolio.accounts_file_id is not None,
+        ri_info=portfolio.reinsurance_info_file_id is not None,
+        ri_scope=portfolio.reinsurance_scope_file_id is not None,
+    )
 
 
 def get_analysis(session: Session, analysis_id: int) -> Analysis:
@@ -221,6 +267,7 @@ def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
         "settings_file": analysis.settings_file_id,
         "input_generation_traceback_file": analysis.input_generation_traceback_file_id,
         "run_traceback_file": analysis.run_traceback_file_id,
+        "warnings": list(analysis.warnings or []),
         "sub_task_count": status_count(session, analysis)["TOTAL"],
         "sub_task_error_ids": error_subtask_ids(session, analysis),
         "status_count": status_count(session, analysis),

@@ -23,16 +23,23 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from oasis_keda.core import keys
+from oasis_keda.core import exposure_files, keys, perspectives
 from oasis_keda.core.config import ChunkingConfig, parse_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 from oasis_keda.core.main_tasks import clear_main_task, set_main_task
 from oasis_keda.core.registry import ModelRecord, Registry
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.stages import INPUTS, LOSSES, spec_for, stage_of_status
-from oasis_keda.core.statuses import IN_PROGRESS
+from oasis_keda.core.statuses import IN_PROGRESS, AnalysisStatus, SubTaskStatus
 from oasis_keda.core.storage import Storage
-from oasis_keda.core.store import Analysis, Portfolio, make_engine, make_session_factory, utcnow
+from oasis_keda.core.store import (
+    Analysis,
+    Portfolio,
+    SubTask,
+    make_engine,
+    make_session_factory,
+    utcnow,
+)
 from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
 from task_controller.analysis_config import chunking_of, events_of, model_dir_of, read_settings
@@ -42,6 +49,8 @@ from task_controller.errors import RequestError, StatusError
 from worker.app import WorkerContext, broker_priority, make_app, make_context
 
 logger = logging.getLogger(__name__)
+
+READY = AnalysisStatus.READY.value
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -66,21 +75,33 @@ class Requests:
         model_id: str,
         location_file: Path,
         accounts_file: Path | None = None,
+        ri_info_file: Path | None = None,
+        ri_scope_file: Path | None = None,
         settings_file: Path | None = None,
         priority: int = 4,
         chunking: dict[str, Any] | None = None,
     ) -> int:
-        """A Portfolio (files copied into storage) and an Analysis in status NEW."""
+        """A Portfolio (files copied into storage) and an Analysis in status NEW. Exposure
+        files are CSV or parquet, told by content, with their required OED columns."""
         self.registry.get(model_id)  # ModelNotFoundError names the model
         if isinstance(priority, bool) or not 1 <= priority <= 10:
             raise RequestError({"priority": f"must be an integer 1-10, got {priority!r}"})
-        for field, path in (
-            ("locations", location_file),
-            ("accounts", accounts_file),
-            ("settings", settings_file),
-        ):
+        exposure = {
+            "location": location_file,
+            "accounts": accounts_file,
+            "ri_info": ri_info_file,
+            "ri_scope": ri_scope_file,
+        }
+        for field, path in (*exposure.items(), ("settings", settings_file)):
             if path is not None and not path.is_file():
                 raise RequestError({field: f"{path} is not a readable file"})
+        formats = {}
+        for kind, path in exposure.items():
+            if path is not None:
+                try:
+                    formats[kind] = exposure_files.check(path, kind)
+                except exposure_files.ExposureFileError as exc:
+                    raise RequestError({kind: f"{path}: {exc}"}) from exc
         settings = read_settings(settings_file) if settings_file else None
         if chunking is not None:
             try:
@@ -89,13 +110,23 @@ class Requests:
                 raise RequestError(exc.fields) from exc
         with self.sessions.begin() as session:
             portfolio = Portfolio(name=name)
-            portfolio.location_file_id = records.store_file(
-                session, self.storage, location_file, content_type="text/csv"
-            ).id
-            if accounts_file is not None:
-                portfolio.accounts_file_id = records.store_file(
-                    session, self.storage, accounts_file, content_type="text/csv"
-                ).id
+            for kind, attr in (
+                ("location", "location_file_id"),
+                ("accounts", "accounts_file_id"),
+                ("ri_info", "reinsurance_info_file_id"),
+                ("ri_scope", "reinsurance_scope_file_id"),
+            ):
+                path = exposure[kind]
+                if path is None:
+                    continue
+                stored = records.store_file(
+                    session,
+                    self.storage,
+                    path,
+                    content_type=exposure_files.CONTENT_TYPES[formats[kind]],
+                    filename=exposure_files.stored_name(path.name, formats[kind]),
+                )
+                setattr(portfolio, attr, stored.id)
             session.add(portfolio)
             session.flush()
             analysis = Analysis(
@@ -133,18 +164,22 @@ class Requests:
                 raise StatusError(analysis.status, spec.allowed_from)
             model = self._model(analysis.model_id)
             if stage == LOSSES:
-                self._check_run(session, analysis, model)
+                warnings = self._check_run(session, analysis, model)
+            else:
+                warnings = self._warnings(session, analysis, check_inputs=False)
             values: dict[str, Any] = {
                 "run_number": analysis.run_number + 1,
                 "status": spec.queued,
                 "task_started": utcnow(),
                 "task_finished": None,
+                "warnings": warnings or None,
             }
             # A new run of a stage forgets what its previous run produced.
             if stage == LOSSES:
                 values.update(
                     output_file_id=None,
                     run_traceback_file_id=None,
+                    run_log_file_id=None,
                     num_events_total=0,
                     num_events_complete=0,
                 )
@@ -154,6 +189,7 @@ class Requests:
                     lookup_success_file_id=None,
                     lookup_errors_file_id=None,
                     lookup_validation_file_id=None,
+                    summary_levels_file_id=None,
                     input_generation_traceback_file_id=None,
                 )
             # Compare-and-set: two requests at once queue the stage once.
@@ -164,6 +200,8 @@ class Requests:
                 session.refresh(current)
                 raise StatusError(current.status, spec.allowed_from)
             run_number, priority = int(values["run_number"]), analysis.priority
+            for warning in warnings:
+                logger.warning("analysis %s: %s", analysis_id, warning)
             model_id = model.model_id
             records.write_run_file(
                 self.storage.run_dirs(analysis_id, run_number).root,
@@ -189,7 +227,7 @@ class Requests:
         except ModelNotFoundError as exc:
             raise RequestError({"model": str(exc)}) from exc
 
-    def _check_run(self, session: Session, analysis: Analysis, model: ModelRecord) -> None:
+    def _check_run(self, session: Session, analysis: Analysis, model: ModelRecord) -> list[str]:
         if analysis.input_file_id is None:
             raise RequestError({"input_file": "no input files: generate inputs first"})
         if analysis.settings is None:
@@ -199,25 +237,27 @@ class Requests:
             plan_losses(chunking_of(analysis, model), events)
         except PlanError as exc:
             raise RequestError({exc.field: exc.message}) from exc
-        wants_il = any(analysis.settings.get(k) for k in ("il_output", "ri_output"))
-        if wants_il and analysis.portfolio.accounts_file_id is None:
+        return self._warnings(session, analysis, check_inputs=True)
+
+    def _warnings(self, session: Session, analysis: Analysis, *, check_inputs: bool) -> list[str]:
+        """Warnings for the perspectives the settings ask for that cannot run (oasislmf
+        drops them and runs the rest); refused only when nothing is left to run."""
+        settings = analysis.settings
+        if settings is None:
+            return []
+        names = None
+        if check_inputs and analysis.input_file_id is not None:
+            inputs = records.input_dir(session, self.storage, analysis)
+            names = sorted(p.name for p in inputs.iterdir()) if inputs.is_dir() else None
+        drops = perspectives.dropped(settings, records.portfolio_files(analysis), names)
+        if check_inputs and perspectives.runs_nothing(perspectives.without(settings, drops)):
             raise RequestError(
                 {
-                    "accounts_file": "the analysis settings ask for insured losses (il_output) "
-                    "but the portfolio has no accounts file"
+                    "settings_file": "the analysis settings leave no perspective to run: "
+                    + "; ".join(d.warning for d in drops)
                 }
             )
-        portfolio = analysis.portfolio
-        if analysis.settings.get("ri_output") and (
-            portfolio.reinsurance_info_file_id is None
-            or portfolio.reinsurance_scope_file_id is None
-        ):
-            raise RequestError(
-                {
-                    "ri_output": "the analysis settings ask for reinsurance losses but the "
-                    "portfolio has no reinsurance info and scope files"
-                }
-            )
+        return [d.warning for d in drops]
 
     def check_can_run_after_generate(self, analysis_id: int) -> None:
         """Refuse generate-and-run at once when the run would be refused later."""
@@ -231,6 +271,54 @@ class Requests:
                 plan_losses(chunking_of(analysis, model), events)
             except PlanError as exc:
                 raise RequestError({exc.field: exc.message}) from exc
+
+    def refuse_run(self, analysis_id: int, reason: str) -> bool:
+        """A generate-and-run whose run step is refused once its inputs are READY: the run
+        ends RUN_ERROR at once, the reason in its first sub-task's error log and in the run
+        traceback file. False if the analysis is no longer READY (cancelled, rerun)."""
+        spec = spec_for(LOSSES)
+        first = spec.before[0]
+        with self.sessions.begin() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            if analysis.status != READY:
+                return False
+            run_number, now = analysis.run_number + 1, utcnow()
+            message = f"the run after input generation was refused: {reason}\n"
+            traceback_file = records.store_text(
+                session, self.storage, analysis_id, run_number, "traceback.txt", message
+            )
+            if not transition(
+                session,
+                analysis_id,
+                analysis.run_number,
+                {READY},
+                status=spec.error,
+                run_number=run_number,
+                task_started=now,
+                task_finished=now,
+                output_file_id=None,
+                run_log_file_id=None,
+                run_traceback_file_id=traceback_file.id,
+            ):
+                return False
+            session.add(
+                SubTask(
+                    analysis_id=analysis_id,
+                    run_number=run_number,
+                    stage=LOSSES,
+                    slug=first.slug,
+                    name=first.name,
+                    status=SubTaskStatus.ERROR.value,
+                    queue_name=keys.CONTROLLER_QUEUE,
+                    pending_time=now,
+                    start_time=now,
+                    end_time=now,
+                    error_log=message,
+                    output_log="",
+                )
+            )
+        logger.error("analysis %s: %s", analysis_id, message.strip())
+        return True
 
     def cancel(self, analysis_id: int) -> list[str]:
         """Cancel the stage in progress; queued and running sub-tasks are revoked."""

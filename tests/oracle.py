@@ -91,23 +91,28 @@ def oracle_run(
     extra_args: Sequence[str] = (),
     timeout: float = 3600.0,
     reuse: bool = True,
+    ri_info: Path | None = None,
+    ri_scope: Path | None = None,
 ) -> OracleRun:
     """Run ``oasislmf model run`` unchunked on the model's config; memoised per session.
 
     Only the exposure (``accounts=None`` runs without accounts) and the analysis settings
-    replace the config's; reinsurance is dropped (the RI paths are passed as ``''``, which
-    oasislmf treats as unset, and ``ri_output`` is forced false). A memo hit returns the
+    replace the config's. Without ``ri_info`` and ``ri_scope`` reinsurance is dropped (the
+    RI paths are passed as ``''``, which oasislmf treats as unset, and ``ri_output`` is
+    forced false); with them, the settings' ``ri_output`` stands. A memo hit returns the
     earlier run, which lives in *its* ``run_dir``: use the returned paths, read-only.
     """
     config = (config or model_dir / "oasislmf.json").resolve()
     loaded = json.loads(settings.read_text("utf-8")) if isinstance(settings, Path) else settings
-    settings_text = json.dumps({**loaded, "ri_output": False}, indent=2, sort_keys=True)
-    paths = (model_dir, location, accounts, config)
+    with_ri = ri_info is not None and ri_scope is not None
+    forced = {} if with_ri else {"ri_output": False}
+    settings_text = json.dumps({**loaded, **forced}, indent=2, sort_keys=True)
+    paths = (model_dir, location, accounts, config, ri_info, ri_scope)
     key = (
         *(None if p is None else str(p.resolve()) for p in paths),
         tuple(extra_args),
         hashlib.sha256(settings_text.encode()).hexdigest(),
-        *(_digest(p) for p in (location, accounts, config)),
+        *(_digest(p) for p in (location, accounts, config, ri_info, ri_scope)),
         _tree_stamp(model_dir),
     )
     cached = _MEMO.get(key) if reuse else None
@@ -124,7 +129,8 @@ def oracle_run(
         *(str(_BIN / "oasislmf"), "model", "run", "-C", str(config)),
         *("--model-run-dir", str(run_dir), "--oed-location-csv", str(location.resolve())),
         *("--oed-accounts-csv", "" if accounts is None else str(accounts.resolve())),
-        *("--oed-info-csv", "", "--oed-scope-csv", ""),
+        *("--oed-info-csv", str(ri_info.resolve()) if ri_info and ri_scope else ""),
+        *("--oed-scope-csv", str(ri_scope.resolve()) if ri_info and ri_scope else ""),
         *("--analysis-settings-json", str(settings_file), *extra_args),
     ]
     logger.info("oracle: %s", shlex.join(command))

@@ -4,6 +4,9 @@
 and limits on buildings and contents, account-level (policy) deductibles and limits, and
 two layers on some accounts: the shapes of financial structure whose input files and
 insured losses must come out exactly as oasislmf's own run gives them.
+``reinsurance_programme`` writes a programme over such a portfolio with three inuring
+priorities: a quota share on one portfolio, a location-level surplus share on some
+locations of several accounts, and a catastrophe excess of loss over everything.
 """
 
 from __future__ import annotations
@@ -143,4 +146,70 @@ def layered_portfolio(
     return (
         _write(directory / "location.csv", LOCATION_HEADER, loc_rows),
         _write(directory / "account.csv", ACCOUNT_HEADER, acc_rows),
+    )
+
+
+RI_INFO_HEADER = (
+    "ReinsNumber",
+    "ReinsLayerNumber",
+    "ReinsName",
+    "ReinsPeril",
+    "ReinsInceptionDate",
+    "ReinsExpiryDate",
+    "CededPercent",
+    "RiskLimit",
+    "RiskAttachment",
+    "OccLimit",
+    "OccAttachment",
+    "PlacedPercent",
+    "ReinsCurrency",
+    "InuringPriority",
+    "ReinsType",
+    "RiskLevel",
+    "UseReinsDates",
+    "OEDVersion",
+)
+RI_SCOPE_HEADER = (
+    "ReinsNumber",
+    "PortNumber",
+    "AccNumber",
+    "PolNumber",
+    "LocGroup",
+    "LocNumber",
+    "CedantName",
+    "ProducerName",
+    "LOB",
+    "CountryCode",
+    "ReinsTag",
+    "CededPercent",
+    "OEDVersion",
+)
+
+
+def reinsurance_programme(directory: Path, location_file: Path) -> tuple[Path, Path]:
+    """Write ``ri_info.csv`` and ``ri_scope.csv`` for the portfolio of ``location_file``:
+    inuring priority 1, a 30% quota share of portfolio 1 (70% placed); priority 2, a
+    location-level surplus share ceding 10-60% of every third location, across accounts
+    and portfolios; priority 3, a catastrophe excess of loss (2m xs 500k per occurrence)
+    over every portfolio."""
+    with location_file.open(newline="", encoding="utf-8") as fh:
+        locations = list(csv.DictReader(fh))
+    portfolios = sorted({row["PortNumber"] for row in locations})
+    common = ("WTC", "2025-01-01", "2025-12-31")
+    info = [
+        (1, 1, "QS port 1", *common, 0.3, 0, 0, 0, 0, 0.7, "GBP", 1, "QS", "", "N", "2.0.0"),
+        (2, 1, "SS loc", *common, 1, 0, 0, 0, 0, 1, "GBP", 2, "SS", "LOC", "N", "2.0.0"),
+        (3, 1, "CXL", *common, 1, 0, 0, 2_000_000, 500_000, 1, "GBP", 3, "CXL", "", "N", "2.0.0"),
+    ]
+    scope: list[tuple[object, ...]] = [(1, portfolios[0], *[""] * 9, "", "2.0.0")]
+    for i, row in enumerate(locations[::3]):
+        share = 0.1 + 0.1 * (i % 6)
+        scope.append(
+            (2, row["PortNumber"], row["AccNumber"], "", "", row["LocNumber"])
+            + ("", "", "", "", "", f"{share:.1f}", "2.0.0")
+        )
+    scope.extend((3, port, *[""] * 9, "", "2.0.0") for port in portfolios)
+    return (
+        _write(directory / "ri_info.csv", RI_INFO_HEADER, info),
+        _write(directory / "ri_scope.csv", RI_SCOPE_HEADER, scope),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
+from oasis_keda.core import exposure_files
 from worker.errors import InputError
 from worker.run_options import RunOptions
 
@@ -39,7 +41,46 @@ COORDINATE_COLUMNS = ("Latitude", "Longitude")
 LOCATION_ID_COLUMNS = ("PortNumber", "AccNumber", "LocNumber")
 
 
+def _is_parquet(location_file: Path) -> bool:
+    """Parquet by content (the magic bytes), whatever the file is named; anything else is
+    read as CSV, whose reader says what is wrong with it."""
+    try:
+        with location_file.open("rb") as fh:
+            if fh.read(len(exposure_files.PARQUET_MAGIC)) != exposure_files.PARQUET_MAGIC:
+                return False
+        exposure_files.file_format(location_file)
+    except FileNotFoundError as exc:
+        raise InputError(f"location file {location_file} does not exist") from exc
+    except (OSError, exposure_files.ExposureFileError) as exc:
+        raise InputError(f"location file {location_file} {exc}") from exc
+    return True
+
+
+def named_by_format(path: Path) -> Path:
+    """``path``, or a link to it named with its format's extension when its name says
+    otherwise: oasislmf picks its reader by the extension (files stored before their names
+    followed their content)."""
+    try:
+        fmt = exposure_files.file_format(path)
+    except exposure_files.ExposureFileError as exc:
+        raise InputError(f"exposure file {path} {exc}") from exc
+    if path.suffix == f".{fmt}":
+        return path
+    link = path.with_name(f"{path.name}.{fmt}")
+    if not link.exists():
+        tmp = path.with_name(f".{link.name}.{os.getpid()}.partial")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path.name)
+        tmp.replace(link)
+    return link
+
+
 def read_header(location_file: Path) -> list[str]:
+    if _is_parquet(location_file):
+        try:
+            return exposure_files.columns(location_file, exposure_files.PARQUET)
+        except exposure_files.ExposureFileError as exc:
+            raise InputError(f"location file {location_file} {exc}") from exc
     try:
         with location_file.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), None)
@@ -69,10 +110,19 @@ def _column_map(
 
 
 def _read_columns(location_file: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """The columns as text: CSV cells as written; parquet numbers as oasislmf's exposure
+    loader turns them into OED text (``str`` of the value)."""
     try:
-        df = pd.read_csv(
-            location_file, usecols=list(columns.values()), dtype=str, encoding="utf-8-sig"
-        )
+        if _is_parquet(location_file):
+            df = pd.read_parquet(location_file, columns=list(columns.values()))
+            for name in df.columns:
+                if pd.api.types.is_numeric_dtype(df[name].dtype):
+                    df[name] = df[name].map(str, na_action="ignore")
+                df[name] = df[name].astype(object)
+        else:
+            df = pd.read_csv(
+                location_file, usecols=list(columns.values()), dtype=str, encoding="utf-8-sig"
+            )
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"location file {location_file} is unreadable: {exc}") from exc
     return df.rename(columns={v: k for k, v in columns.items()})
@@ -114,9 +164,18 @@ def global_loc_ids(location_file: Path) -> np.ndarray[Any, Any]:
     return np.asarray(get_ids(ids, list(LOCATION_ID_COLUMNS)), dtype=np.int64)
 
 
+def rows_name(location_file: Path) -> str:
+    """The name of a slice of the location file: its format's extension, which oasislmf
+    reads it by."""
+    return "location.parquet" if _is_parquet(location_file) else "location.csv"
+
+
 def write_rows(location_file: Path, positions: np.ndarray[Any, Any], dest: Path) -> None:
-    """The rows at ``positions`` (file order), values kept as text so that oasislmf parses
-    them as it would from the file itself."""
+    """The rows at ``positions`` (file order), in the file's own format (CSV values kept as
+    text) so that oasislmf parses them as it would from the file itself."""
+    if _is_parquet(location_file):
+        pd.read_parquet(location_file).iloc[positions].to_parquet(dest, index=False)
+        return
     df = pd.read_csv(
         location_file,
         dtype=str,

@@ -46,17 +46,42 @@ def keys_names(options: RunOptions) -> tuple[str, str]:
 
 
 def generate_options(
-    model: ModelDir, *, location_file: Path, accounts_file: Path | None, settings_file: Path
+    model: ModelDir,
+    *,
+    location_file: Path,
+    accounts_file: Path | None,
+    settings_file: Path,
+    ri_info_file: Path | None = None,
+    ri_scope_file: Path | None = None,
+    currency_conversion_json: Path | None = None,
+    reporting_currency: str | None = None,
 ) -> RunOptions:
-    """The model's run options for input generation over these files."""
+    """The model's run options for input generation over these files. The reinsurance
+    files are given to oasislmf only with the accounts file and each other, as oasislmf
+    makes reinsurance input files only when all three are present. Currency conversion
+    settings and a reporting currency, when the portfolio has them, go to oasislmf's
+    exposure loader as they would on its command line."""
+    currency: dict[str, str] = {}
+    if currency_conversion_json is not None:
+        currency["currency_conversion_json"] = str(currency_conversion_json)
+    if reporting_currency:
+        currency["reporting_currency"] = reporting_currency
+    with_ri = bool(accounts_file and ri_info_file and ri_scope_file)
     return load_run_options(
         model.config_path,
         overrides={
-            "oed_location_csv": str(location_file),
-            "oed_accounts_csv": str(accounts_file) if accounts_file else "",
-            "oed_info_csv": "",
-            "oed_scope_csv": "",
+            "oed_location_csv": str(exposure.named_by_format(location_file)),
+            "oed_accounts_csv": str(exposure.named_by_format(accounts_file))
+            if accounts_file
+            else "",
+            "oed_info_csv": str(exposure.named_by_format(ri_info_file))
+            if with_ri and ri_info_file
+            else "",
+            "oed_scope_csv": str(exposure.named_by_format(ri_scope_file))
+            if with_ri and ri_scope_file
+            else "",
             "analysis_settings_json": str(settings_file),
+            **currency,
         },
     )
 
@@ -155,7 +180,7 @@ def _lookup_rows(
     if positions.size == 0:
         return pd.DataFrame()
     with tempfile.TemporaryDirectory(prefix="oasis-keda-rows-") as tmp:
-        rows_csv = Path(tmp) / "location.csv"
+        rows_csv = Path(tmp) / exposure.rows_name(location_file)
         exposure.write_rows(location_file, positions, rows_csv)
         frame = exposure.load_rows(
             options,

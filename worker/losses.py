@@ -30,7 +30,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from oasis_keda.core import perspectives
 from oasis_keda.core.model_dir import ModelDir
+from oasis_keda.core.perspectives import PortfolioFiles
+from worker import artefacts
 from worker.errors import InputError, TransientError
 from worker.run_options import load_run_options
 from worker.staging import staging_dir
@@ -94,14 +97,38 @@ def _oasis_error(what: str, exc: Exception) -> Exception:
     return TransientError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+def runnable_settings(
+    settings: dict[str, Any], portfolio: PortfolioFiles, input_dir: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """The settings without the perspectives whose input files are missing, each dropped
+    with a warning in the log naming what is missing (oasislmf drops them the same way)."""
+    names = sorted(p.name for p in Path(input_dir).iterdir())
+    drops = perspectives.dropped(settings, portfolio, names)
+    for drop in drops:
+        logger.warning("%s", drop.warning)
+    settings = perspectives.without(settings, drops)
+    if perspectives.runs_nothing(settings):
+        raise InputError("analysis settings: no perspective left to run (gul_output is off)")
+    return settings, [drop.warning for drop in drops]
+
+
 def prepare_losses_dir(
-    *, model: ModelDir, input_dir: Path, analysis_settings: dict[str, Any], run_dir: Path
+    *,
+    model: ModelDir,
+    input_dir: Path,
+    analysis_settings: dict[str, Any],
+    run_dir: Path,
+    portfolio: PortfolioFiles | None = None,
 ) -> None:
-    """Build ``run_dir`` (inputs converted to binary, model data linked, summaries)."""
+    """Build ``run_dir`` (inputs converted to binary, model data linked, summaries).
+    With ``portfolio``, perspectives that cannot run are dropped first."""
     from oasislmf.manager import OasisManager
 
     run_dir = Path(run_dir)
     settings = run_settings(model, analysis_settings)
+    warnings: list[str] = []
+    if portfolio is not None:
+        settings, warnings = runnable_settings(settings, portfolio, Path(input_dir))
     with staging_dir(run_dir) as tmp:
         (tmp / SETTINGS_NAME).write_text(json.dumps(settings, indent=2), encoding="utf-8")
         kwargs = step_kwargs(model, tmp, input_dir=Path(input_dir))
@@ -110,6 +137,7 @@ def prepare_losses_dir(
         except Exception as exc:
             raise _oasis_error(f"preparing the loss run in {run_dir}", exc) from exc
         _relative_inner_links(tmp)
+        artefacts.write_warnings(tmp, warnings)
     logger.info("loss run directory ready: %s", run_dir)
 
 

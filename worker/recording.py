@@ -278,6 +278,8 @@ class Recorder:
             if path.suffix in (".txt", ".log")
             else "text/csv"
             if path.suffix == ".csv"
+            else "application/json"
+            if path.suffix == ".json"
             else "application/octet-stream"
         )
         stored = StoredFile(

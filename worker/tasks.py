@@ -1,5 +1,6 @@
 """Thin Celery tasks: record the sub-task, capture its log, call the stage, apply the retry
-policy. The oasislmf work itself lives in :mod:`worker.lookup` and :mod:`worker.losses`.
+policy. The step bodies are :mod:`worker.steps`'s; the oasislmf work itself lives in
+:mod:`worker.lookup` and :mod:`worker.losses`.
 
 Every task of a stage gets the stage's :class:`~oasis_keda.core.stages.Job` and its sub-task id.
 Steps before the chunks are ``(job, subtask_id)``, chunks ``(job, subtask_id, k)`` (k
@@ -20,10 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
-import shutil
-import tarfile
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -33,7 +31,6 @@ from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
 
 from oasis_keda.core import keys
-from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from oasis_keda.core.stages import (
     INPUTS,
     LOSSES,
@@ -44,8 +41,8 @@ from oasis_keda.core.stages import (
     Job,
     StageSpec,
 )
+from worker import steps
 from worker.errors import InputError, TransientError
-from worker.run_options import RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -189,184 +186,8 @@ def job_and_id(args: tuple[Any, ...]) -> tuple[Job, int]:
     return cast(Job, job), int(subtask_id)
 
 
-# -- stage bodies ------------------------------------------------------------------------
-
-
-def _model(job: Job) -> ModelDir:
-    if not job["model_dir"]:
-        raise InputError(f"model {job['model_id']!r} has no model directory registered")
-    return read_model_dir(job["model_dir"])
-
-
-def _settings(job: Job) -> dict[str, Any]:
-    if not job["settings_file"]:
-        return {}
-    path = Path(job["settings_file"])
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"analysis settings {path} are unreadable: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"analysis settings {path} must hold a JSON object")
-    return data
-
-
-def _run(job: Job, part: str) -> Path:
-    path = Path(job["run_root"]) / part
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _archive(directory: Path, target: Path) -> Path:
-    """tar.gz of a directory, written atomically."""
-    partial = target.with_name(f".{target.name}.partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(directory)), recursive=False)
-    partial.replace(target)
-    return target
-
-
-def _generate_options(job: Job) -> RunOptions:
-    from worker.lookup import generate_options
-
-    if not job["location_file"]:
-        raise InputError("the portfolio has no location file")
-    if not job["settings_file"]:
-        raise InputError("the analysis has no settings file")
-    return generate_options(
-        _model(job),
-        location_file=Path(job["location_file"]),
-        accounts_file=Path(job["accounts_file"]) if job["accounts_file"] else None,
-        settings_file=Path(job["settings_file"]),
-    )
-
-
-def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
-    from worker.exposure import count_locations
-    from worker.run_options import check_run_options
-
-    _settings(job)
-    check_run_options(_generate_options(job))
-    assert job["location_file"]
-    rows = count_locations(Path(job["location_file"]))
-    logger.info(
-        "location file %s: %d rows, %d lookup chunks", job["location_file"], rows, job["num_chunks"]
-    )
-    for part in ("lookup", "inputs"):
-        _run(job, part)
-
-
-def prepare_keys_file(job: Job, subtask_id: int, chunk_index: int) -> str:
-    from worker.lookup import prepare_keys_chunk
-
-    assert job["location_file"]
-    path = prepare_keys_chunk(
-        model=_model(job),
-        options=_generate_options(job),
-        location_file=Path(job["location_file"]),
-        chunk_index=chunk_index,
-        num_chunks=job["num_chunks"],
-        out_dir=_run(job, "lookup/chunks"),
-    )
-    return str(path)
-
-
-def collect_keys(chunk_outputs: list[str], job: Job, subtask_id: int) -> str:
-    from worker.lookup import collect_keys as _collect
-
-    assert job["location_file"]
-    keys, _errors = _collect(
-        options=_generate_options(job),
-        location_file=Path(job["location_file"]),
-        chunk_outputs=[Path(p) for p in chunk_outputs],
-        out_dir=_run(job, "lookup"),
-    )
-    return str(keys)
-
-
-def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
-    from worker.lookup import keys_names
-    from worker.lookup import write_input_files as _write
-
-    options = _generate_options(job)
-    errors = Path(keys_file).with_name(keys_names(options)[1])
-    _write(
-        options=options,
-        keys_file=Path(keys_file),
-        errors_file=errors if errors.exists() else None,
-        input_dir=_run(job, "inputs"),
-    )
-    return keys_file
-
-
-def cleanup_input_generation(keys_file: str, job: Job, subtask_id: int) -> dict[str, str]:
-    root = Path(job["run_root"])
-    archive = _archive(root / "inputs", root / "inputs.tar.gz")
-    shutil.rmtree(root / "lookup" / "chunks", ignore_errors=True)
-    files = {"input_file_id": str(archive)}
-    if keys_file and Path(keys_file).is_file():
-        files["lookup_success_file_id"] = keys_file
-    return files
-
-
-def prepare_losses_generation_directory(job: Job, subtask_id: int) -> None:
-    from worker.losses import prepare_losses_dir
-
-    if not job["input_dir"] or not Path(job["input_dir"]).is_dir():
-        raise InputError(f"input files {job['input_dir']} are missing: generate inputs first")
-    prepare_losses_dir(
-        model=_model(job),
-        input_dir=Path(job["input_dir"]),
-        analysis_settings=_settings(job),
-        run_dir=_run(job, "losses"),
-    )
-
-
-def generate_losses_chunk(job: Job, subtask_id: int, chunk_index: int) -> str:
-    from worker.losses import run_loss_chunk
-
-    run_dir = _run(job, "losses")
-    run_loss_chunk(
-        model=_model(job), run_dir=run_dir, chunk_index=chunk_index, num_chunks=job["num_chunks"]
-    )
-    return f"{run_dir}#{chunk_index}"
-
-
-def generate_losses_output(chunks: list[str], job: Job, subtask_id: int) -> str:
-    from worker.losses import generate_losses_output as _output
-
-    output_dir = _run(job, "outputs")
-    _output(
-        model=_model(job),
-        run_dir=_run(job, "losses"),
-        num_chunks=job["num_chunks"],
-        output_dir=output_dir,
-    )
-    return str(output_dir)
-
-
-def cleanup_losses_generation(output_dir: str, job: Job, subtask_id: int) -> dict[str, str]:
-    root = Path(job["run_root"])
-    archive = _archive(root / "outputs", root / "outputs.tar.gz")
-    return {"output_file_id": str(archive)}
-
-
 #: Step bodies by step slug: every stage's steps must have one when the app is made.
-BODIES: dict[str, Callable[..., Any]] = {
-    fn.__name__.replace("_", "-"): fn
-    for fn in (
-        prepare_input_generation_params,
-        prepare_keys_file,
-        collect_keys,
-        write_input_files,
-        cleanup_input_generation,
-        prepare_losses_generation_directory,
-        generate_losses_chunk,
-        generate_losses_output,
-        cleanup_losses_generation,
-    )
-}
+BODIES: dict[str, Callable[..., Any]] = dict(steps.BODIES)
 
 
 def register_bodies(bodies: Mapping[str, Callable[..., Any]]) -> None:

@@ -133,6 +133,41 @@ def update(ctx: ApiContext, pk: int, raw: Any, *, base: str, partial: bool) -> d
         return body(ctx, session, item, base=base)
 
 
+def copy(ctx: ApiContext, pk: int, raw: Any, *, base: str) -> dict[str, Any]:
+    """A new analysis in status NEW from an existing one, as the platform copies: the same
+    portfolio, model, settings, chunking and input files, named ``<name> - Copy`` unless
+    the body names it; the body may also change ``portfolio`` and ``model``. Lookup files,
+    outputs, tracebacks, logs, runs and warnings are not copied."""
+    data = body_dict(raw)
+    errors: dict[str, Any] = {}
+    with ctx.session() as session:
+        source = get_analysis(session, pk)
+        name = required_str(data, "name", errors) if "name" in data else f"{source.name} - Copy"
+        portfolio_id = source.portfolio_id
+        if "portfolio" in data:
+            portfolio_id = pk_field(data, "portfolio", errors)
+            _check_portfolio(session, portfolio_id, errors)
+        model_id = source.model_id
+        if "model" in data:
+            model_id = _model_registry_id(ctx, pk_field(data, "model", errors), errors)
+        if errors:
+            raise ValidationFailedError(errors)
+        item = Analysis(
+            name=name,
+            portfolio_id=portfolio_id,
+            model_id=model_id,
+            run_mode=source.run_mode,
+            priority=source.priority,
+            settings=source.settings,
+            settings_file_id=source.settings_file_id,
+            input_file_id=source.input_file_id,
+            chunking_configuration=source.chunking_configuration,
+        )
+        session.add(item)
+        session.commit()
+        return body(ctx, session, item, base=base)
+
+
 def store_settings(ctx: ApiContext, pk: int, settings: Any) -> StoredFile:
     """Validate analysis settings, keep them as a file and on the record; return the file."""
     with ctx.session() as session:

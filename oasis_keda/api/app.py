@@ -21,6 +21,7 @@ from oasis_keda import __version__ as VERSION
 from oasis_keda.api import (
     routes_analyses,
     routes_auth,
+    routes_data_files,
     routes_models,
     routes_portfolios,
     routes_tasks,
@@ -63,6 +64,7 @@ def create_app(settings: ApiSettings, *, ctx: ApiContext | None = None) -> FastA
     app.include_router(routes_portfolios.router)
     app.include_router(routes_analyses.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_data_files.router)
     return app
 
 

@@ -107,6 +107,31 @@ def patch_analysis(
     return analyses_service.update(ctx, pk, body, base=base_url(request), partial=True)
 
 
+@router.post("/{pk}/copy/")
+def copy_analysis(
+    pk: int, request: Request, body: dict[str, Any] | None = _Body, ctx: ApiContext = _Ctx
+) -> dict[str, Any]:
+    """A copy of the analysis in status NEW (same portfolio, model, settings, inputs)."""
+    return analyses_service.copy(ctx, pk, body, base=base_url(request))
+
+
+@router.get("/{pk}/data_files/")
+def analysis_data_files(pk: int, ctx: ApiContext = _Ctx) -> list[dict[str, Any]]:
+    """Complex model data files of the analysis: none (they are not supported)."""
+    with ctx.session() as session:
+        get_analysis(session, pk)
+    return []
+
+
+@router.get("/{pk}/run_progress/")
+def run_progress(pk: int, ctx: ApiContext = _Ctx) -> dict[str, str]:
+    """Events done of the run's events, worded as the platform words it."""
+    with ctx.session() as session:
+        item = get_analysis(session, pk)
+        done, total = item.num_events_complete, item.num_events_total
+    return {"Status": f"{done}/{total} gul stages complete"}
+
+
 @router.delete("/{pk}/", status_code=204)
 def delete_analysis(pk: int, ctx: ApiContext = _Ctx) -> Response:
     with ctx.session() as session:

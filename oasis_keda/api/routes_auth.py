@@ -19,6 +19,13 @@ from oasis_keda.api.errors import ValidationFailedError
 router = APIRouter(tags=["auth"])
 
 REQUIRED = "This field is required."
+#: The answer to a client_id/client_secret login. The official CLI tries one after the
+#: default user and moves on to asking for credentials only on a 401, or on a 400 whose
+#: message says the flow is disabled.
+MSG_CLIENT_FLOW = (
+    "The client_id/client_secret login flow is disabled on this server "
+    "(API_AUTH_TYPE simple): log in with username and password."
+)
 
 
 @router.get("/healthcheck/")
@@ -39,8 +46,11 @@ def access_token(
     body: dict[str, Any] | None = Body(default=None),  # noqa: B008
     ctx: ApiContext = Depends(get_ctx),  # noqa: B008
 ) -> dict[str, Any]:
-    """Log in with ``{"username", "password"}``; answer an access and a refresh token."""
+    """Log in with ``{"username", "password"}``; answer an access and a refresh token. A
+    ``client_id``/``client_secret`` login is answered 400, "flow is disabled"."""
     body = body or {}
+    if not body.get("username") and ("client_id" in body or "client_secret" in body):
+        raise ValidationFailedError({"client_id": [MSG_CLIENT_FLOW]})
     missing = {f: [REQUIRED] for f in ("username", "password") if not body.get(f)}
     if missing:
         raise ValidationFailedError(missing)

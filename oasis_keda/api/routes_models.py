@@ -206,6 +206,13 @@ def get_versions(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:
     return {"ver_ktools": None, "ver_oasislmf": version("oasislmf"), "ver_platform": __version__}
 
 
+@router.get("/{pk}/data_files/")
+def get_data_files(pk: int, ctx: ApiContext = _Ctx) -> list[dict[str, Any]]:
+    """The model's complex model data files: none (they are not supported)."""
+    ctx.model_by_pk(pk)
+    return []
+
+
 # -- configurations ---------------------------------------------------------------------
 @router.get("/{pk}/chunking_configuration/")
 def get_chunking(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:

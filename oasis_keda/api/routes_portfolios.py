@@ -1,4 +1,5 @@
-"""``/v2/portfolios/``: portfolios and their exposure files (location, accounts, RI)."""
+"""``/v2/portfolios/``: portfolios and their exposure files (location, accounts, RI), their
+OED validation, reporting currency and currency conversion settings."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from oasis_keda.api import analyses_service
-from oasis_keda.api.content_check import check_portfolio_file
+from oasis_keda.api import analyses_service, portfolio_checks
 from oasis_keda.api.context import ApiContext, base_url, check_id, get_ctx, require_user
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.files import UPLOAD_OPENAPI
@@ -24,7 +24,7 @@ from oasis_keda.api.serializers import (
 )
 from oasis_keda.api.uploads import place, receive_checked, serve
 from oasis_keda.api.validation import body_dict, required_str
-from oasis_keda.core.store import Portfolio
+from oasis_keda.core.store import Portfolio, StoredFile
 
 router = APIRouter(
     prefix="/v2/portfolios", tags=["portfolios"], dependencies=[Depends(require_user)]
@@ -82,7 +82,9 @@ def create_portfolio(
 @router.get("/{pk}/")
 def get_portfolio_detail(pk: int, request: Request, ctx: ApiContext = _Ctx) -> dict[str, Any]:
     with ctx.session() as session:
-        return portfolio_body(get_portfolio(session, pk), base=base_url(request))
+        item = get_portfolio(session, pk)
+        status = portfolio_checks.status_for_read(session, item)
+        return portfolio_body(item, base=base_url(request), validation_status=status)
 
 
 def _rename(pk: int, request: Request, body: Any, ctx: ApiContext, partial: bool) -> Any:
@@ -144,6 +146,15 @@ def create_analysis(
 
 
 # -- files ------------------------------------------------------------------------------
+#: Portfolio file field -> the kind of exposure file it holds.
+EXPOSURE_KINDS = {
+    "location_file": "location",
+    "accounts_file": "accounts",
+    "reinsurance_info_file": "ri_info",
+    "reinsurance_scope_file": "ri_scope",
+}
+
+
 def _file_routes(field: str) -> None:
     path = f"/{{pk}}/{field}/"
 
@@ -161,11 +172,7 @@ def _file_routes(field: str) -> None:
         received = await receive_checked(request, ctx)
 
         def record() -> dict[str, Any]:
-            is_parquet = received.content_type == "application/octet-stream" or (
-                received.extension in ("parquet", "pq")
-            )
-            check_portfolio_file(received.path, field=field, is_parquet=is_parquet)
-            stored = place(ctx, received)
+            stored = place(ctx, received, exposure=EXPOSURE_KINDS[field])
             with ctx.session() as session:
                 item = get_portfolio(session, pk)
                 session.add(stored)
@@ -198,3 +205,113 @@ def _file_routes(field: str) -> None:
 
 for _field in PORTFOLIO_FILE_FIELDS:
     _file_routes(_field)
+
+
+# -- validation and currency --------------------------------------------------------------
+@router.get("/{pk}/validate/")
+def get_validation(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:
+    """Each exposure file's OED validation result (null: no file, or not validated)."""
+    with ctx.session() as session:
+        return dict(portfolio_checks.validated(get_portfolio(session, pk)))
+
+
+@router.post("/{pk}/validate/")
+def post_validation(
+    pk: int, body: dict[str, Any] | None = _Body, ctx: ApiContext = _Ctx
+) -> dict[str, Any]:
+    """Validate the exposure files (ods_tools' OED checks); errors go to ``errors_file/``."""
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        portfolio_checks.validate(ctx, session, item)
+        return dict(portfolio_checks.validated(item))
+
+
+@router.get("/{pk}/errors_file/")
+def get_errors_file(pk: int, ctx: ApiContext = _Ctx) -> Response:
+    """The last validation's errors (CSV: file, source, message)."""
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        file_id = item.validation_errors_file_id
+        stored = session.get(StoredFile, file_id) if file_id else None
+    return serve(ctx, stored, content_type="text/csv")
+
+
+@router.get("/{pk}/reporting_currency/")
+def get_reporting_currency(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        if not item.reporting_currency:
+            raise NotFoundError()
+        return {"reporting_currency": item.reporting_currency}
+
+
+@router.post("/{pk}/reporting_currency/")
+def post_reporting_currency(
+    pk: int, body: dict[str, Any] | None = _Body, ctx: ApiContext = _Ctx
+) -> dict[str, Any]:
+    """The currency the analyses of this portfolio report losses in (ISO 4217)."""
+    currency = portfolio_checks.reporting_currency(body)
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        item.reporting_currency = currency
+        session.commit()
+        return {"reporting_currency": currency}
+
+
+@router.delete("/{pk}/reporting_currency/")
+def delete_reporting_currency(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        if not item.reporting_currency:
+            raise NotFoundError()
+        item.reporting_currency = None
+        session.commit()
+        return {"reporting_currency": ""}
+
+
+@router.get("/{pk}/currency_conversion_json/")
+def get_currency_conversion(pk: int, ctx: ApiContext = _Ctx) -> Response:
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        return serve(ctx, item.currency_conversion_json, content_type="application/json")
+
+
+@router.post("/{pk}/currency_conversion_json/", openapi_extra=UPLOAD_OPENAPI)
+async def post_currency_conversion(
+    pk: int, request: Request, ctx: ApiContext = _Ctx
+) -> dict[str, Any]:
+    """Currency conversion settings (ods_tools' JSON) for this portfolio's analyses."""
+    await run_in_threadpool(lambda: _exists(ctx, pk))
+    received = await receive_checked(request, ctx)
+
+    def record() -> dict[str, Any]:
+        portfolio_checks.check_currency_conversion(received.path.read_bytes())
+        stored = place(ctx, received)
+        with ctx.session() as session:
+            item = get_portfolio(session, pk)
+            session.add(stored)
+            session.flush()
+            item.currency_conversion_json_id = stored.id
+            session.commit()
+            return related_file_body(stored)
+
+    try:
+        return await run_in_threadpool(record)
+    finally:
+        received.discard()
+
+
+@router.delete("/{pk}/currency_conversion_json/")
+def delete_currency_conversion(pk: int, ctx: ApiContext = _Ctx) -> Response:
+    with ctx.session() as session:
+        item = get_portfolio(session, pk)
+        if item.currency_conversion_json_id is None:
+            raise NotFoundError()
+        item.currency_conversion_json_id = None
+        session.commit()
+    return Response(status_code=200)
+
+
+def _exists(ctx: ApiContext, pk: int) -> None:
+    with ctx.session() as session:
+        get_portfolio(session, pk)

@@ -45,7 +45,7 @@ ANALYSIS_FILE_FIELDS: dict[str, tuple[str, str]] = {
     "summary_levels_file": ("application/json", "analysis_{id}_summary_levels.json"),
     "input_generation_traceback_file": ("text/plain", "analysis_{id}_input_traceback.txt"),
     "run_traceback_file": ("text/plain", "analysis_{id}_run_traceback.txt"),
-    "run_log_file": ("application/gzip", "analysis_{id}_run_log.tar.gz"),
+    "run_log_file": ("text/plain", "analysis_{id}_run_log.txt"),
 }
 
 SUB_TASK_LOG_FIELDS = ("output_log", "error_log", "retry_log")
@@ -117,7 +117,10 @@ def _portfolio_file(base: str, pk: int, field: str, item: StoredFile | None) -> 
     }
 
 
-def portfolio_body(p: Portfolio, *, base: str, detail: bool = True) -> dict[str, Any]:
+def portfolio_body(
+    p: Portfolio, *, base: str, detail: bool = True, validation_status: str | None = None
+) -> dict[str, Any]:
+    """``validation_status`` as the read should answer it (default: the stored one)."""
     body: dict[str, Any] = {
         "id": p.id,
         "name": p.name,
@@ -131,12 +134,14 @@ def portfolio_body(p: Portfolio, *, base: str, detail: bool = True) -> dict[str,
     if detail:
         body.update(
             exposure_status="NONE",
-            validation_status="NONE",
+            validation_status=validation_status or p.validation_status or "NONE",
             exposure_transform_status="NONE",
         )
-    body["currency_conversion_json"] = None
+    body["currency_conversion_json"] = _portfolio_file(
+        base, p.id, "currency_conversion_json", p.currency_conversion_json
+    )
     if detail:
-        body["reporting_currency"] = None
+        body["reporting_currency"] = p.reporting_currency
     return body
 
 
@@ -210,6 +215,7 @@ def analysis_body(
         priority=a.priority,
         num_events_complete=a.num_events_complete,
         num_events_total=a.num_events_total,
+        warnings=list(a.warnings or []),
     )
     return body
 

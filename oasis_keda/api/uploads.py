@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import Request
 from starlette.responses import Response
 
+from oasis_keda.api.content_check import check_csv_text
 from oasis_keda.api.context import ApiContext, safe_name
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.files import (
@@ -24,6 +25,7 @@ from oasis_keda.api.files import (
     receive_upload,
     text_response,
 )
+from oasis_keda.core import exposure_files
 from oasis_keda.core.storage import UPLOADS
 from oasis_keda.core.store import StoredFile
 
@@ -44,9 +46,22 @@ async def receive_checked(request: Request, ctx: ApiContext) -> Upload:
     return upload
 
 
-def place(ctx: ApiContext, upload: Upload) -> StoredFile:
-    """Move an accepted upload to its final place; a new (unsaved) record for it."""
+def place(ctx: ApiContext, upload: Upload, *, exposure: str | None = None) -> StoredFile:
+    """Move an accepted upload to its final place; a new (unsaved) record for it. An
+    ``exposure`` file (its kind: ``location``, ``accounts``, ``ri_info``, ``ri_scope``) is
+    checked first (CSV or parquet by content, required OED columns: 400 naming what is
+    wrong) and stored under a name ending in its format, as oasislmf reads it by that."""
     name = safe_name(upload.filename)
+    content_type = upload.content_type
+    if exposure is not None:
+        try:
+            fmt = exposure_files.check(upload.path, exposure)
+        except exposure_files.ExposureFileError as exc:
+            raise ValidationFailedError({"file": [str(exc)]}) from None
+        if fmt == exposure_files.CSV:
+            check_csv_text(upload.path)
+        name = exposure_files.stored_name(name, fmt)
+        content_type = exposure_files.CONTENT_TYPES[fmt]
     target_dir = ctx.storage.root / UPLOADS / uuid.uuid4().hex
     target_dir.mkdir(parents=True, exist_ok=False)
     target = target_dir / name
@@ -54,7 +69,7 @@ def place(ctx: ApiContext, upload: Upload) -> StoredFile:
     return StoredFile(
         path=ctx.storage.relpath(target),
         filename=upload.filename,
-        content_type=upload.content_type,
+        content_type=content_type,
         size_bytes=upload.size_bytes,
     )
 

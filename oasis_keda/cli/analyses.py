@@ -57,6 +57,18 @@ def analyses(
 @click.option("--locations", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--accounts", default=None, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
+    "--ri-info",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OED reinsurance info file (with --ri-scope and --accounts: reinsurance losses).",
+)
+@click.option(
+    "--ri-scope",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OED reinsurance scope file.",
+)
+@click.option(
     "--settings",
     "settings_file",
     default=None,
@@ -76,11 +88,14 @@ def create(
     model_id: str,
     locations: Path,
     accounts: Path | None,
+    ri_info: Path | None,
+    ri_scope: Path | None,
     settings_file: Path | None,
     priority: int,
     chunking: str | None,
 ) -> None:
-    """Create an analysis (and its portfolio); prints its id."""
+    """Create an analysis (and its portfolio); prints its id. Exposure files may be CSV or
+    parquet (told by content)."""
     chunking_data = None
     if chunking is not None:
         try:
@@ -93,6 +108,8 @@ def create(
             model_id=model_id,
             location_file=locations,
             accounts_file=accounts,
+            ri_info_file=ri_info,
+            ri_scope_file=ri_scope,
             settings_file=settings_file,
             priority=priority,
             chunking=chunking_data,
@@ -109,6 +126,11 @@ def _request(ctx: click.Context, analysis_id: int, stage: str, wait: bool, timeo
     except OasisKedaError as exc:
         fail(f"analysis {analysis_id}: {exc}")
     click.echo(f"analysis {analysis_id}: {stage} queued (run {run_number})", err=True)
+    from task_controller import records
+
+    with controller.sessions() as session:
+        for warning in records.get_analysis(session, analysis_id).warnings or []:
+            click.echo(f"analysis {analysis_id}: warning: {warning}", err=True)
     if wait:
         sys.exit(_wait(controller, analysis_id, timeout))
 
@@ -223,6 +245,8 @@ def show(ctx: click.Context, analysis_id: int, as_json: bool) -> None:
         click.echo(f"{key:20} {data[key]}")
     counts = data["status_count"]
     click.echo(f"{'sub-tasks':20} " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for warning in data["warnings"]:
+        click.echo(f"{'warning':20} {warning}")
 
 
 @analyses.command("subtasks")

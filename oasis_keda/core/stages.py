@@ -156,6 +156,11 @@ class Job(TypedDict):
     """Absolute path of ``<storage>/analyses/<id>/runs/<n>``."""
     location_file: str | None
     accounts_file: str | None
+    ri_info_file: str | None
+    ri_scope_file: str | None
+    currency_conversion_json: str | None
+    """Absolute path of the portfolio's currency conversion settings, if any."""
+    reporting_currency: str | None
     settings_file: str | None
     """Absolute path of the run's ``analysis_settings.json``."""
     input_dir: str | None

@@ -14,16 +14,18 @@ from worker import lookup, losses
 PIWIND_10 = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
 PIWIND_FULL = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind.csv"
 PIWIND_ACC = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"
+PIWIND_RI_INFO = PIWIND / "tests" / "inputs" / "SourceReinsInfoOEDPiWind.csv"
+PIWIND_RI_SCOPE = PIWIND / "tests" / "inputs" / "SourceReinsScopeOEDPiWind.csv"
 
 
 def piwind() -> ModelDir:
     return read_model_dir(PIWIND)
 
 
-def piwind_settings(samples: int = 10) -> dict[str, Any]:
-    """PiWind's analysis settings without reinsurance (no RI files here), samples explicit."""
+def piwind_settings(samples: int = 10, *, ri: bool = False) -> dict[str, Any]:
+    """PiWind's analysis settings, samples explicit; without reinsurance unless ``ri``."""
     settings = json.loads((PIWIND / "analysis_settings.json").read_text(encoding="utf-8"))
-    for key in ("ri_output", "ri_summaries"):
+    for key in () if ri else ("ri_output", "ri_summaries"):
         settings.pop(key, None)
     settings["number_of_samples"] = samples
     return settings
@@ -48,6 +50,7 @@ def run_keys(
     *,
     accounts_file: Path | None = None,
     settings: dict[str, Any] | None = None,
+    ri_files: tuple[Path, Path] | None = None,
 ) -> tuple[Path, Path]:
     """Chunked lookup of ``location_file`` in ``n`` chunks: the keys and keys-errors files."""
     options = lookup.generate_options(
@@ -55,6 +58,8 @@ def run_keys(
         location_file=location_file,
         accounts_file=accounts_file,
         settings_file=settings_file(settings or model_settings(model), out),
+        ri_info_file=ri_files[0] if ri_files else None,
+        ri_scope_file=ri_files[1] if ri_files else None,
     )
     chunks = [
         lookup.prepare_keys_chunk(
@@ -79,16 +84,26 @@ def run_inputs(
     settings: dict[str, Any],
     out: Path,
     lookup_chunks: int = 1,
+    ri_files: tuple[Path, Path] | None = None,
 ) -> Path:
-    """The chunked input stage: lookup in ``lookup_chunks`` chunks, then the input files."""
+    """The chunked input stage: lookup in ``lookup_chunks`` chunks, then the input files
+    (with reinsurance input files when ``ri_files``, info and scope, are given)."""
     keys, errors = run_keys(
-        model, location_file, lookup_chunks, out, accounts_file=accounts_file, settings=settings
+        model,
+        location_file,
+        lookup_chunks,
+        out,
+        accounts_file=accounts_file,
+        settings=settings,
+        ri_files=ri_files,
     )
     options = lookup.generate_options(
         model,
         location_file=location_file,
         accounts_file=accounts_file,
         settings_file=settings_file(settings, out),
+        ri_info_file=ri_files[0] if ri_files else None,
+        ri_scope_file=ri_files[1] if ri_files else None,
     )
     lookup.write_input_files(
         options=options, keys_file=keys, errors_file=errors, input_dir=out / "input"

@@ -149,12 +149,16 @@ def test_dynamic_loss_without_number_of_events_is_refused_before_queueing(
     assert not redis_client.exists(keys.main_tasks("synth"))
     assert stack.subtasks(analysis_id) == []
 
-    # FIXED chunking needs no event count, but IL outputs need the accounts file.
+    # FIXED chunking needs no event count. IL outputs need the accounts file: as in
+    # oasislmf, the run goes ahead without them, with a warning naming what is missing.
     Registry(redis_client).set_chunking("synth", {"loss_strategy": "FIXED_CHUNKS"})
     result = invoke(stack, "run", str(analysis_id))
-    assert result.exit_code != 0
-    assert "accounts_file" in result.output
-    assert stack.analysis(analysis_id).status == "READY"
+    assert result.exit_code == 0, result.output
+    warning = "IL losses (il_output) are dropped: the portfolio has no accounts file"
+    assert warning in result.output
+    assert stack.analysis(analysis_id).warnings == [warning]
+    shown = invoke(stack, "show", str(analysis_id))
+    assert f"warning              {warning}" in shown.output, shown.output
 
 
 @pytest.mark.slow
@@ -226,7 +230,14 @@ def test_generate_wait_exit_codes(
     assert f"analysis {good}: READY" in result.output
 
     bad_file = tmp_path / "bad.csv"
-    bad_file.write_text("PortNumber,AccNumber\n1,1\n")  # no LocNumber, no coordinates...
+    bad_file.write_text("PortNumber,AccNumber\n1,1\n")  # no LocNumber, ...: refused at once
+    refused = invoke(stack, "create", "bad", "--model", "synth", "--locations", str(bad_file))
+    assert refused.exit_code != 0
+    assert "missing required OED column(s): LocNumber, CountryCode" in refused.output
+    bad_file.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude\n"
+        "1,1,1,GB,WTC,GBP,north\n"  # a latitude that is no number: found at generation
+    )
     bad = invoke(
         stack, "create", "bad", "--model", "synth", "--locations", str(bad_file)
     ).stdout.strip()

@@ -342,3 +342,32 @@ def test_generate_and_run_in_one_request(stack: Stack) -> None:
     assert max(planned) > len(INPUTS_SPEC.slugs(1)), planned  # the loss stage's too
     slugs = [t["slug"] for t in client.analyses.sub_task_list(analysis_id).json()]
     assert slugs == _expected_slugs(LOSSES_SPEC, 1)
+
+
+def test_generate_and_run_whose_run_is_refused_ends_in_run_error(stack: Stack) -> None:
+    """Insured losses only, without accounts: the inputs are generated, then the run is
+    refused (nothing left to run). The analysis ends RUN_ERROR with the reason, not READY."""
+    assert stack.server is not None
+    client = stack.server.client()
+    model_id = client.models.search({"model_id": "Synth"}).json()[0]["id"]
+    portfolio_id = int(client.portfolios.create("locations only").json()["id"])
+    data = (stack.model_dir / "location.csv").read_bytes()
+    client.upload_portfolio_file(
+        portfolio_id, "location_file", {"bytes": data, "name": "location.csv"}
+    )
+    analysis_id = int(client.create_analysis(portfolio_id, model_id, analysis_name="il")["id"])
+    client.upload_settings(analysis_id, analysis_settings() | {"gul_output": False})
+    r = client.analyses.generate_and_run(analysis_id)
+    assert r.json()["status"] == "INPUTS_GENERATION_QUEUED"
+    deadline = time.monotonic() + STAGE_TIMEOUT_S
+    while (status := client.analyses.status(analysis_id)) not in ("RUN_COMPLETED", "RUN_ERROR"):
+        assert time.monotonic() < deadline, status
+        time.sleep(POLL_S)
+    assert status == "RUN_ERROR"
+    reason = "IL losses (il_output) are dropped: the portfolio has no accounts file"
+    traceback = client.analyses.run_traceback_file.get(analysis_id).text
+    assert "leave no perspective to run" in traceback and reason in traceback, traceback
+    [task] = client.analyses.sub_task_list(analysis_id).json()
+    assert (task["slug"], task["status"]) == (LOSSES_SPEC.before[0].slug, "ERROR"), task
+    assert reason in client.task_status.error_log.get(task["id"]).text
+    assert client.analyses.get(analysis_id).json()["input_file"] is not None

@@ -3,46 +3,49 @@
 A real API server (uvicorn, free port, in this process), the task controller and one
 PiWind worker as ``oasis-keda`` subprocesses, a real Redis and a records database. PiWind
 is registered with ``oasis-keda models register`` and chunked FIXED (3 lookup, 4 loss
-chunks) over HTTP; then oasislmf's own CLI, unmodified, logs in with a login JSON file,
-creates the portfolio and the analysis on our server, uploads PiWind's 10-row locations,
-its accounts and the analysis settings (PiWind's, without reinsurance, 10 samples),
-generates inputs, runs the losses and downloads the outputs archive. Covers: the CLI
-exits 0; the analysis went through 3 lookup chunks and 4 loss chunks, every sub-task
-completed; the archive holds GUL and IL outputs, equal to oasislmf's own unchunked
-``oasislmf model run`` of the same inputs (``tests/oracle.py``; losses within its float32
-summation tolerance).
+chunks) over HTTP; then oasislmf's own CLI, unmodified and without a login file, tries its
+default login and a client_id login, asks for credentials (typed on its standard input:
+the server's, not its defaults), creates the portfolio and the analysis on our server,
+uploads PiWind's 10-row locations, its accounts, its reinsurance info and scope files and
+the analysis settings (PiWind's, GUL+IL+RI, 10 samples), generates inputs, runs the losses
+and downloads the outputs archive. Covers: the CLI exits 0; the analysis went through 3
+lookup chunks and 4 loss chunks, every sub-task completed; the archive holds GUL, IL and
+RI outputs, equal to oasislmf's own unchunked ``oasislmf model run`` of the same inputs
+(``tests/oracle.py``; losses within its float32 summation tolerance).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from oasis_keda.api import ApiSettings
-from oasis_keda.cli import cli
 from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
-from tests.integration.api_support import PASSWORD, USER, ApiServer, start_server
+from tests.integration.api_support import PASSWORD, USER
+from tests.integration.piwind_api import (
+    ACCOUNTS,
+    LOCATIONS,
+    LOG_TAIL_CHARS,
+    RI_INFO,
+    RI_SCOPE,
+    ApiStack,
+    extract,
+    piwind_api_stack,
+    run_cli,
+)
 from tests.oracle import assert_outputs_equal, oracle_run
 from tests.shared_data import PIWIND
-from tests.stack_support import Stack, running_stack
 
 pytestmark = [
     pytest.mark.skipif(not PIWIND.is_dir(), reason="../shared/piwind is not present"),
     pytest.mark.timeout(1800),  # a cold numba cache compiles the pipeline tools for minutes
 ]
 
-MODEL = "piwind"
 LOOKUP_CHUNKS = 3
 LOSS_CHUNKS = 4
 CHUNKING = {
@@ -51,81 +54,21 @@ CHUNKING = {
     "loss_strategy": "FIXED_CHUNKS",
     "fixed_analysis_chunks": LOSS_CHUNKS,
 }
-LOCATIONS = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
-ACCOUNTS = PIWIND / "tests" / "inputs" / "SourceAccOEDPiWind.csv"
 CLI_TIMEOUT_S = 1200.0
 ORACLE_TIMEOUT_S = 900.0
-LOG_TAIL_CHARS = 4000
-
-
-@dataclass
-class ApiStack:
-    """Controller and worker processes (``stack``) and the API server over their stores."""
-
-    stack: Stack
-    server: ApiServer
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"== {log.name}\n{log.read_text(errors='replace')[-LOG_TAIL_CHARS:]}"
-            for log in sorted(self.stack.tmp_path.glob("*.log"))
-        )
 
 
 @pytest.fixture
 def api_stack(redis_url: str, tmp_path: Path) -> Iterator[ApiStack]:
-    root = tmp_path / "stack"
-    root.mkdir()
-    with running_stack(redis_url, root) as stack:
-        result = CliRunner().invoke(
-            cli,
-            ["models", "register", MODEL, "--model-dir", str(PIWIND)],
-            env=stack.env,
-            catch_exceptions=False,
-        )
-        assert result.exit_code == 0, result.output
-        stack.start_controller()
-        stack.start_worker(MODEL)
-        server = start_server(ApiSettings(core=stack.settings, user=USER, password=PASSWORD))
-        try:
-            yield ApiStack(stack, server)
-        finally:
-            server.stop()
+    with piwind_api_stack(redis_url, tmp_path) as api:
+        yield api
 
 
 def _analysis_settings() -> dict[str, Any]:
-    """PiWind's analysis settings without reinsurance (no RI files here), 10 samples."""
+    """PiWind's analysis settings (GUL, IL and RI), 10 samples."""
     settings: dict[str, Any] = json.loads((PIWIND / "analysis_settings.json").read_text("utf-8"))
-    settings.pop("ri_summaries", None)
-    settings["ri_output"] = False
     settings["number_of_samples"] = 10
     return settings
-
-
-def _run_cli(command: list[str], cwd: Path) -> tuple[int | None, str]:
-    """Exit code (None on timeout) and the combined stdout/stderr of the command."""
-    env = dict(os.environ)
-    env.pop("OASIS_ENV_OVERRIDE", None)  # it would let OASIS_* variables beat our arguments
-    try:
-        proc = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=CLI_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = exc.output or b""
-        return None, output.decode(errors="replace") if isinstance(output, bytes) else output
-    return proc.returncode, proc.stdout.decode(errors="replace")
-
-
-def _extract(archive: Path, into: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path: Path) -> None:
@@ -141,18 +84,22 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
     settings = _analysis_settings()
     settings_file = tmp_path / "analysis_settings.json"
     settings_file.write_text(json.dumps(settings, indent=2), encoding="utf-8")
-    login_file = tmp_path / "login.json"
-    login_file.write_text(json.dumps({"username": USER, "password": PASSWORD}), encoding="utf-8")
     out_dir, cwd = tmp_path / "cli-out", tmp_path / "cli-cwd"
     out_dir.mkdir()
     cwd.mkdir()
     command = [
         str(Path(sys.executable).parent / "oasislmf"),
-        *("api", "run", "--server-url", server.url, "--server-login-json", str(login_file)),
+        *("api", "run", "--server-url", server.url),
         *("--model-id", str(model["id"]), "-x", str(LOCATIONS), "-y", str(ACCOUNTS)),
+        *("-i", str(RI_INFO), "-s", str(RI_SCOPE)),
         *("-a", str(settings_file), "-o", str(out_dir)),
     ]
-    code, output = _run_cli(command, cwd)
+    # no login file: the CLI tries its default user and a client_id login, then asks (auth
+    # type 1: simple), and the server's credentials are typed on standard input. `api run`
+    # opens three connections (the command's, its inputs step's and its losses step's), and
+    # asks at each.
+    stdin = f"1\n{USER}\n{PASSWORD}\n" * 3
+    code, output = run_cli(command, cwd, stdin=stdin, timeout=CLI_TIMEOUT_S)
 
     def report() -> str:
         return (
@@ -161,6 +108,7 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
         )
 
     assert code == 0, report()
+    assert "Authentication Required" in output, report()
 
     # the CLI created one analysis; its two stages ran in the planned chunks
     client = server.client()
@@ -183,13 +131,14 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
     assert input_slugs == INPUTS_SPEC.slugs(LOOKUP_CHUNKS), [(t.stage, t.slug) for t in tasks]
     assert {t.status for t in tasks} == {"COMPLETED"}, [(t.slug, t.status) for t in tasks]
 
-    # the archive the CLI downloaded: GUL and IL outputs, equal to oasislmf's own run
+    # the archive the CLI downloaded: GUL, IL and RI outputs, equal to oasislmf's own run
     archive = out_dir / f"analysis_{analysis_id}_output.tar.gz"
     assert archive.is_file(), f"{sorted(p.name for p in out_dir.iterdir())}\n{report()}"
-    ours = _extract(archive, tmp_path / "extracted")
+    ours = extract(archive, tmp_path / "extracted")
     names = [p.name for p in ours.rglob("*") if p.is_file()]
     assert any(n.startswith("gul_") for n in names), names
     assert any(n.startswith("il_") for n in names), names
+    assert any(n.startswith("ri_") for n in names), names
     oracle = oracle_run(
         PIWIND,
         location=LOCATIONS,
@@ -197,5 +146,7 @@ def test_official_cli_run_equals_oasislmfs_own_run(api_stack: ApiStack, tmp_path
         settings=settings,
         run_dir=tmp_path / "oracle",
         timeout=ORACLE_TIMEOUT_S,
+        ri_info=RI_INFO,
+        ri_scope=RI_SCOPE,
     )
     assert_outputs_equal(ours, oracle.output_dir, note="oasislmf api run, 3 lookup/4 loss chunks")

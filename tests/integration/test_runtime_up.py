@@ -94,7 +94,10 @@ async def test_work_scales_workers_up_and_back_to_zero(redis_url: str, tmp_path:
         MODEL, {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 2, "worker_count_max": 3}
     )
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber,Latitude,Longitude\n1,51.5,-0.5\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+        "1,A1,1,GB,WTC,GBP,51.5,-0.5\n"
+    )
 
     sup = Supervisor(config, env=env)
     await asyncio.to_thread(sup.start)
@@ -237,7 +240,10 @@ def test_up_command_runs_work_and_stops_on_ctrl_c(redis_url: str, tmp_path: Path
         MODEL, {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 2, "worker_count_max": 3}
     )
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber,Latitude,Longitude\n1,51.5,-0.5\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+        "1,A1,1,GB,WTC,GBP,51.5,-0.5\n"
+    )
     log = (tmp_path / "up.out").open("wb")
     up = subprocess.Popen(
         [*cli_command(), "up", "--no-api"], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -84,7 +84,10 @@ def _patched_costs(api: FakeKubeAPI) -> list[str]:
 
 def _analysis(stack: Stack, tmp_path: Path) -> int:
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber,Latitude,Longitude\n1,52.1,-0.2\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+        "1,A1,1,GB,WTC,GBP,52.1,-0.2\n"
+    )
     return stack.controller.create_analysis("a", model_id=MODEL, location_file=locations)
 
 

@@ -36,7 +36,10 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 def _request(stack: Stack, tmp_path: Path, **options: object) -> int:
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber\n1\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency\n"
+        "1,A1,1,GB,WTC,GBP\n"
+    )
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=locations)
     stack.controller.request(analysis_id, "noop", options=dict(options))
     return analysis_id

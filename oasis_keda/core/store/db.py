@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from oasis_keda.core.store.models import Base
@@ -39,10 +39,31 @@ def create_tables(engine: Engine) -> None:
     for attempt in range(3):
         try:
             Base.metadata.create_all(engine)
+            add_missing_columns(engine)
             return
         except OperationalError as exc:  # "table ... already exists": a concurrent creator won
             if "already exists" not in str(exc) or attempt == 2:
                 raise
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer release defines to tables an older one created."""
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                try:
+                    conn.execute(
+                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
+                except DBAPIError as exc:  # a concurrent creator added it first
+                    message = str(exc).lower()
+                    if "duplicate column" not in message and "already exists" not in message:
+                        raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

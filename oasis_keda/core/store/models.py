@@ -17,7 +17,7 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class StoredFile(Base):
@@ -47,6 +47,13 @@ class Portfolio(Base):
     accounts_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     reinsurance_info_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     reinsurance_scope_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    #: Currency conversion settings (JSON) and the currency losses are reported in.
+    currency_conversion_json_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    reporting_currency: Mapped[str | None] = mapped_column(String(3))
+    #: OED validation: its status, each file's result, and the errors it found (CSV).
+    validation_status: Mapped[str | None] = mapped_column(String(40))
+    validation: Mapped[dict[str, Any] | None]
+    validation_errors_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
 
     location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id])
     accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id])
@@ -55,6 +62,9 @@ class Portfolio(Base):
     )
     reinsurance_scope_file: Mapped[StoredFile | None] = relationship(
         foreign_keys=[reinsurance_scope_file_id]
+    )
+    currency_conversion_json: Mapped[StoredFile | None] = relationship(
+        foreign_keys=[currency_conversion_json_id]
     )
 
 
@@ -94,6 +104,8 @@ class Analysis(Base):
     )
     run_traceback_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
     run_log_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+    #: What the latest request warned about (a requested perspective dropped, say).
+    warnings: Mapped[list[str] | None]
 
     portfolio: Mapped[Portfolio] = relationship()
     sub_tasks: Mapped[list[SubTask]] = relationship(
