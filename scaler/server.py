@@ -17,6 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from oasis_keda.core.errors import BrokerUnavailableError
+from oasis_keda.core.metrics import MetricsServer
+from oasis_keda.core.metrics import serve as serve_metrics
 from scaler.activity import ActivityHub
 from scaler.aiotools import stop_task
 from scaler.deciding import Decider
@@ -65,6 +67,7 @@ class ScalerServer:
         self.service = ExternalScalerService(self.decider, self.hub, on_redis=self._redis_ok)
         self.server = grpc.aio.server()
         self.port = 0
+        self.metrics: MetricsServer | None = None
         self._serving: bool | None = None
         self._probe: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -114,6 +117,9 @@ class ScalerServer:
         else:
             self.port = self.server.add_secure_port(address, credentials)
         await self.server.start()
+        self.metrics = serve_metrics(
+            self.settings.metrics_port, host=self.settings.host, what="scaler metrics"
+        )
         await self.hub.start()
         self._probe = asyncio.create_task(self._probe_loop(), name="health-probe")
         logger.info(
@@ -127,6 +133,9 @@ class ScalerServer:
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.settings.grace_s if grace_s is None else grace_s
         self._stopping.set()
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self._probe is not None:
             await stop_task(self._probe)
         logger.debug("stop: health")

@@ -19,6 +19,7 @@ from oasis_keda.core.errors import BrokerUnavailableError, ModelNotFoundError
 from scaler.activity import ActivityHub
 from scaler.deciding import Decider, Decision
 from scaler.errors import MetadataError, RegistryNotLoadedError, StoredConfigError
+from scaler.metrics import REDIS_ERRORS, observe, timed
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
@@ -77,8 +78,10 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             decision = await self.decider.decide(model_id, fresh=fresh)
         except BrokerUnavailableError:
             self.on_redis(False)
+            REDIS_ERRORS.inc()
             raise
         self.on_redis(True)
+        observe([decision])
         return decision
 
     async def _guarded(
@@ -91,12 +94,14 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             await context.abort(status_for(exc), str(exc))
             raise  # pragma: no cover - abort raises
 
+    @timed
     async def IsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.IsActiveResponse:
         decision = await self._guarded(request, context)
         return pb.IsActiveResponse(result=decision.active)
 
+    @timed
     async def GetMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetMetricSpecResponse:
@@ -104,6 +109,7 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
         spec = pb.MetricSpec(metricName=METRIC_NAME, targetSize=1, targetSizeFloat=1.0)
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
+    @timed
     async def GetMetrics(
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetMetricsResponse:

@@ -58,6 +58,9 @@ class ScalerSettings:
     """Under a global limit: how long a raised grant keeps its capacity while its workers
     start, seconds (``OASIS_KEDA_SCALER_START_ALLOWANCE_S``), default 60; workers count
     themselves once their first heartbeat is in. Cover the pods' start time."""
+    metrics_port: int = 0
+    """Port of the Prometheus metrics endpoint (``OASIS_KEDA_SCALER_METRICS_PORT``); default
+    0: off."""
     grace_s: float = 5.0
     """Shutdown grace for in-flight RPCs, seconds (``OASIS_KEDA_SCALER_GRACE_S``), default
     5.0; keep it below the pod's terminationGracePeriodSeconds."""
@@ -65,6 +68,8 @@ class ScalerSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, got {self.port}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be 0-65535, got {self.metrics_port}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.snapshot_max_age_s < 0 or self.snapshot_refresh_s < 0:

@@ -40,7 +40,7 @@ from oasis_keda.core.statuses import SubTaskStatus
 from oasis_keda.core.storage import Storage
 from oasis_keda.core.store import Analysis, StoredFile, SubTask, utcnow
 from oasis_keda.core.store.transitions import cancel_unfinished, transition
-from task_controller import records
+from task_controller import metrics, records
 from task_controller.analysis_config import (
     chunking_of,
     default_settings,
@@ -129,6 +129,7 @@ class Dispatcher:
                 model_id = analysis.model_id
             with contextlib.suppress(redis.RedisError):  # else the janitor's reconcile
                 clear_main_task(self.client, model_id, analysis_id, stage)
+            metrics.failed(stage)
             return 0
 
     def _dispatch(
@@ -184,10 +185,12 @@ class Dispatcher:
                 )
         if failed:
             clear_main_task(self.client, model_id, analysis_id, stage)
+            metrics.failed(stage)
             return 0
         # Recorded before anything is published: the scaler sees the stage's whole size.
         set_planned(self.client, model_id, analysis_id, ahead)
         canvas.apply_async()
+        metrics.dispatched(stage, plan.chunks)
         # The publish hook marks it too; doing it here as well means a repeated delivery of
         # this main task never sends the canvas twice, even if the hook's write was lost.
         self.app.oasis.recorder.mark_queued(planned[0].task_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -41,7 +42,7 @@ from oasis_keda.core.stages import (
     Job,
     StageSpec,
 )
-from worker import steps
+from worker import metrics, steps
 from worker.errors import InputError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -100,37 +101,46 @@ class SubTaskTask(Task):  # type: ignore[misc]
         ):
             logger.info("sub-task %s skipped: its run is over", subtask_id)
             raise Ignore()
-        with captured_log() as buffer:
-            try:
-                logger.info(
-                    "%s started (analysis %s, run %s)",
-                    self.name,
-                    job["analysis_id"],
-                    job["run_number"],
-                )
-                result = self.run(*args, **kwargs)
-                logger.info("%s completed", self.name)
-            except (Retry, Ignore):
-                raise
-            except InputError as exc:  # deterministic: fails at once with its message
-                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
-                raise
-            except TransientError as exc:
-                if request.retries < self.max_retries:
-                    countdown = min(2**request.retries, RETRY_BACKOFF_MAX_S)
-                    recorder.retry(subtask_id, message=str(exc), retries=request.retries + 1)
-                    raise self.retry(exc=exc, countdown=countdown) from exc
-                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
-                raise
-            except Exception as exc:
-                # Unclassified (a library's own error, e.g. a numba cache race): one retry,
-                # then it fails with its traceback.
-                if request.retries < UNEXPECTED_RETRIES:
-                    message = f"{type(exc).__name__}: {exc}"
-                    recorder.retry(subtask_id, message=message, retries=request.retries + 1)
-                    raise self.retry(exc=exc, countdown=1) from exc
-                self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
-                raise
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            with captured_log() as buffer:
+                try:
+                    logger.info(
+                        "%s started (analysis %s, run %s)",
+                        self.name,
+                        job["analysis_id"],
+                        job["run_number"],
+                    )
+                    result = self.run(*args, **kwargs)
+                    outcome = "completed"
+                    logger.info("%s completed", self.name)
+                except (Retry, Ignore) as exc:
+                    outcome = "retried" if isinstance(exc, Retry) else "ignored"
+                    raise
+                except InputError as exc:  # deterministic: fails at once with its message
+                    self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
+                    raise
+                except TransientError as exc:
+                    if request.retries < self.max_retries:
+                        countdown = min(2**request.retries, RETRY_BACKOFF_MAX_S)
+                        outcome = "retried"
+                        recorder.retry(subtask_id, message=str(exc), retries=request.retries + 1)
+                        raise self.retry(exc=exc, countdown=countdown) from exc
+                    self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
+                    raise
+                except Exception as exc:
+                    # Unclassified (a library's own error, e.g. a numba cache race): one retry,
+                    # then it fails with its traceback.
+                    if request.retries < UNEXPECTED_RETRIES:
+                        message = f"{type(exc).__name__}: {exc}"
+                        outcome = "retried"
+                        recorder.retry(subtask_id, message=message, retries=request.retries + 1)
+                        raise self.retry(exc=exc, countdown=1) from exc
+                    self._fail(subtask_id, exc, _bounded(buffer.getvalue()))
+                    raise
+        finally:
+            metrics.observe(self.name, outcome, time.perf_counter() - started)
         if not self.finishes_stage:
             recorder.complete(
                 subtask_id, output_log=_bounded(buffer.getvalue()), events_share=self.counts_events

@@ -29,6 +29,7 @@ from oasis_keda.api import (
 from oasis_keda.api.context import ApiContext
 from oasis_keda.api.errors import ApiError
 from oasis_keda.api.json_depth import JsonDepthLimit
+from oasis_keda.api.metrics import RequestMetrics
 from oasis_keda.api.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def create_app(settings: ApiSettings, *, ctx: ApiContext | None = None) -> FastA
     )
     app.state.ctx = context
     app.add_middleware(JsonDepthLimit)
+    app.add_middleware(RequestMetrics)
     _install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_models.router)

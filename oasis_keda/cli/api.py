@@ -32,12 +32,21 @@ def api() -> None:
 )
 @click.option("--redis-url", default=None, help="Registry and broker Redis (OASIS_KEDA_REDIS_URL).")
 @click.option("--storage-dir", default=None, help="Storage directory (OASIS_KEDA_STORAGE_DIR).")
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    envvar="OASIS_KEDA_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
+)
 def serve(
     host: str | None,
     port: int | None,
     insecure_default_user: bool,
     redis_url: str | None,
     storage_dir: str | None,
+    metrics_port: int,
 ) -> None:
     """Serve the API until interrupted."""
     from pathlib import Path
@@ -59,6 +68,9 @@ def serve(
     except (ApiConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     app = create_app(settings)
+    from oasis_keda.core.metrics import serve as serve_metrics
+
+    serve_metrics(metrics_port, host=settings.host, what="API metrics")
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=True)
 
 

@@ -17,6 +17,7 @@ import click
 from oasis_keda.cli import environ
 from oasis_keda.core import keys
 from oasis_keda.core.leases import DEFAULT_TTL_S
+from oasis_keda.core.metrics import serve as serve_metrics
 from oasis_keda.core.settings import Settings
 from task_controller.janitor import DEFAULT_GRACE_S, DEFAULT_INTERVAL_S
 
@@ -52,6 +53,14 @@ def controller() -> None:
     type=click.FloatRange(min=0.5),
     help="Main-task lease TTL: a killed controller's main tasks are restored after it.",
 )
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    envvar="OASIS_KEDA_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
+)
 def serve(
     redis_url: str | None,
     storage_dir: str | None,
@@ -59,6 +68,7 @@ def serve(
     janitor_interval_s: float,
     janitor_grace_s: float,
     lease_ttl_s: float,
+    metrics_port: int,
 ) -> None:
     """Consume main tasks until SIGTERM."""
     from oasis_keda.core.leases import LeaseKeeper
@@ -71,6 +81,7 @@ def serve(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
     )
     ctl = make_dispatcher(settings)
+    serve_metrics(metrics_port, what="controller metrics")
     node = f"controller.{os.getpid()}@{socket.gethostname()}"
     keeper = LeaseKeeper(ctl.client, queue=keys.CONTROLLER_QUEUE, node=node, ttl_s=lease_ttl_s)
     signals.install(recorder=ctl.app.oasis.recorder, keeper=keeper)

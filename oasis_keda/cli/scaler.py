@@ -26,6 +26,12 @@ def scaler() -> None:
     default=None,
     help="CA bundle for client certificates: clients must present one (mTLS).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus metrics port [0: off].",
+)
 def serve(
     port: int | None,
     host: str | None,
@@ -33,6 +39,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Serve externalscaler.ExternalScaler and grpc.health.v1 until SIGTERM."""
     from scaler.server import serve as run
@@ -46,6 +53,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            metrics_port=metrics_port,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -22,6 +22,7 @@ import click
 from oasis_keda.cli import environ
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.leases import DEFAULT_TTL_S, LeaseKeeper
+from oasis_keda.core.metrics import serve as serve_metrics
 from oasis_keda.core.settings import Settings
 from worker import scratch
 
@@ -47,6 +48,14 @@ def worker() -> None:
     help="Task/busy lease TTL: a killed worker stops counting after this long.",
 )
 @click.option("--warm/--no-warm", default=None, help="Import oasislmf before the first task.")
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    envvar="OASIS_KEDA_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
+)
 def serve(
     model_id: str,
     concurrency: int,
@@ -55,6 +64,7 @@ def serve(
     database_url: str | None,
     lease_ttl_s: float,
     warm: bool | None,
+    metrics_port: int,
 ) -> None:
     """Consume MODEL's queue until SIGTERM (warm shutdown)."""
     from oasis_keda.core.registry import Registry
@@ -74,6 +84,7 @@ def serve(
     keeper = LeaseKeeper(app.oasis.client, queue=model.queue, node=node, ttl_s=lease_ttl_s)
     keeper.start()
     tmp = scratch.claim(node)
+    serve_metrics(metrics_port, what="worker metrics")
     code: int | str | None = 0
     try:
         _serve(app, model.queue, model.model_dir, node, keeper, concurrency, warm)

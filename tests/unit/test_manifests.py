@@ -29,7 +29,7 @@ from oasis_keda.kubectl.manifests import builtin_record, model_manifests, to_yam
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-BUILDS = ["base", "overlays/minikube", "overlays/minikube-mtls"]
+BUILDS = ["base", "overlays/minikube", "overlays/minikube-mtls", "overlays/minikube-metrics"]
 # Oldest Kubernetes we support (gRPC probes GA in 1.27; KEDA 2.17 supports 1.30+) and newest.
 K8S_VERSIONS = ["1.30", "1.37"]
 
@@ -66,7 +66,11 @@ def _by(objects: list[Obj], kind: str, name: str) -> Obj:
 
 def test_every_kustomization_resolves() -> None:
     dirs = kustomization_dirs(MANIFESTS)
-    assert {d.relative_to(MANIFESTS).as_posix() for d in dirs} >= {*BUILDS, "components/mtls"}
+    assert {d.relative_to(MANIFESTS).as_posix() for d in dirs} >= {
+        *BUILDS,
+        "components/mtls",
+        "components/prometheus",
+    }
     for build_dir in BUILDS:
         assert build(MANIFESTS / build_dir), build_dir
 
@@ -317,3 +321,50 @@ def test_dockerfile_builds_one_non_root_image_with_a_warm_numba_cache() -> None:
     assert "NUMBA_CACHE_DIR=/opt/oasis-keda/numba-cache" in text
     assert "oasis-keda model synth" in text
     assert (ROOT / ".dockerignore").is_file()
+
+
+def test_metrics_component_exposes_every_process_to_prometheus() -> None:
+    objects = build(MANIFESTS / "overlays/minikube-metrics")
+    deployments = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"]
+                   != "oasis-redis"]  # fmt: skip
+    assert {d["metadata"]["name"] for d in deployments} >= {
+        "oasis-scaler", "oasis-controller", "oasis-api",
+    }  # fmt: skip
+    for d in deployments:
+        template = d["spec"]["template"]
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == "9100", d
+        (container,) = [c for c in template["spec"]["containers"] if c.get("env")][:1]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert "9100" in (env.get("OASIS_KEDA_METRICS_PORT"), env.get(
+            "OASIS_KEDA_SCALER_METRICS_PORT")), d["metadata"]["name"]  # fmt: skip
+    _by(objects, "NetworkPolicy", "metrics-from-monitoring")
+
+
+def test_grafana_dashboard_queries_only_metrics_the_code_defines() -> None:
+    import importlib
+    import json
+    import re
+
+    from prometheus_client import REGISTRY
+
+    for module in ("scaler.metrics", "task_controller.metrics", "worker.metrics",
+                   "oasis_keda.api.metrics"):  # fmt: skip
+        importlib.import_module(module)  # each defines its metrics on the registry
+
+    names = {s.name for family in REGISTRY.collect() for s in family.samples} | {
+        family.name for family in REGISTRY.collect()
+    }
+    dashboard = json.loads((MANIFESTS / "components/prometheus/grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\boasis_keda_\w+", target["expr"])
+    }
+    assert used
+    unknown = {
+        n
+        for n in used
+        if n not in names and re.sub(r"_(bucket|sum|count|total)$", "", n) not in names
+    }
+    assert not unknown, unknown
