@@ -32,6 +32,8 @@ from scaler.strategies import ModelState, desired_workers, formula_workers
 
 PolicyName = Literal["oasis-keda", "list-length", "oasis-controller"]
 POLICIES: tuple[PolicyName, ...] = ("oasis-keda", "list-length", "oasis-controller")
+#: The policies each configuration of ours is compared with.
+BASELINES: tuple[PolicyName, ...] = ("list-length", "oasis-controller")
 #: The scaler's default start allowance of a raised grant (seconds).
 START_ALLOWANCE_S = 60.0
 #: Kubernetes' default ``terminationGracePeriodSeconds``.
