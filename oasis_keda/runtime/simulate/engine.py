@@ -48,6 +48,10 @@ class SimSettings:
     """Seconds from a scale-up to the new worker taking sub-tasks."""
     record_steps: bool = False
     """Keep every decision (:class:`Step`) in the result."""
+    horizon_s: float | None = None
+    """Stop the clock here (None: the last arrival plus ten times the workload's work plus
+    an hour), so a policy that keeps killing the same sub-task cannot run forever; analyses
+    not done by then are reported as not completed."""
 
 
 def model_spec(model_id: str, settings: AutoscalerSettings, config: Any) -> ScaledObjectSpec:
@@ -164,32 +168,41 @@ class Simulation:
         for m in self.models.values():
             if m.spec.min_replica_count > 0:
                 self._schedule_poll(m)
+        horizon = self.settings.horizon_s
+        if horizon is None:
+            last = max((r.work.arrival_s for r in self.runs), default=0.0)
+            horizon = last + 10 * self.workload.work_s + 3600.0
         while self.events:
             t, kind, _, payload = heapq.heappop(self.events)
+            if t > horizon:
+                break
             if kind == POLL and self._finished() and t > self._tail_end():
                 continue
             self._advance(t)
-            if kind == DONE:
-                self._done(*payload)
-            elif kind == KILL:
-                self._kill(*payload)
-            elif kind == READY:
-                if payload.alive:
-                    payload.ready = True
-            elif kind == ARRIVE:
-                self._arrive(payload)
-            else:
-                self._poll(payload)
+            self._handle(kind, payload)
             self._dispatch()
             self._note_alive()
         return self._result()
+
+    def _handle(self, kind: int, payload: Any) -> None:
+        if kind == DONE:
+            self._done(*payload)
+        elif kind == KILL:
+            self._kill(*payload)
+        elif kind == READY:
+            if payload.alive:
+                payload.ready = True
+        elif kind == ARRIVE:
+            self._arrive(payload)
+        else:
+            self._poll(payload)
 
     def _finished(self) -> bool:
         return all(r.done_at is not None for r in self.runs)
 
     def _tail_end(self) -> float:
         a = self.settings.autoscaler
-        last = max((r.done_at or 0.0) for r in self.runs)
+        last = max(((r.done_at or 0.0) for r in self.runs), default=0.0)
         return last + a.cooldown_period_s + a.scale_down_stabilization_s + 10 * self.interval
 
     def _advance(self, t: float) -> None:
@@ -355,7 +368,7 @@ class Simulation:
     # -- the outcome ----------------------------------------------------------------------
 
     def _result(self) -> SimResult:
-        first = min(r.work.arrival_s for r in self.runs)
+        first = min((r.work.arrival_s for r in self.runs), default=0.0)
         ends = [r.done_at for r in self.runs if r.done_at is not None]
         latencies = [r.done_at - r.work.arrival_s for r in self.runs if r.done_at is not None]
         return SimResult(
@@ -364,7 +377,7 @@ class Simulation:
             analyses=len(self.runs),
             completed=len(ends),
             worker_seconds=self.worker_seconds,
-            makespan_s=(max(ends) - first) if ends else math.inf,
+            makespan_s=(max(ends) - first) if ends and len(ends) == len(self.runs) else math.inf,
             latency_p50_s=percentile(latencies, 0.50),
             latency_p95_s=percentile(latencies, 0.95),
             scale_ups=self.ups,
