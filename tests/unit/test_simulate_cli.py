@@ -1,0 +1,184 @@
+"""``oasis-keda analyses export`` and ``oasis-keda simulate`` (click's runner, in-process).
+
+Covers: the export of recorded sub-task rows (a SQLite records database, no Redis reachable)
+into phases, arrivals and gaps, the latest run of a stage only, stages with an unfinished
+sub-task left out; the export command's file and its refusal when nothing is complete;
+simulate on a file with two configurations and the baselines (table, results.json, PNG),
+on a generated workload (the workload written beside the results), ``--no-baselines`` and
+``--json``, and the refusals of bad options.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.orm import Session
+
+from oasis_keda.cli import cli
+from oasis_keda.core.store import Analysis, Portfolio, SubTask, make_engine, make_session_factory
+from oasis_keda.runtime.simulate import workload as wl
+from oasis_keda.runtime.simulate.export import workload_from_records
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+HISTORY = Path(__file__).resolve().parent.parent / "data" / "sim_recorded.jsonl"
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def row(
+    analysis: int, stage: str, slug: str, start: float, end: float | None, *, run: int = 1
+) -> SubTask:
+    return SubTask(
+        analysis_id=analysis,
+        run_number=run,
+        stage=stage,
+        slug=slug,
+        name=slug,
+        queue_name="synth",
+        status="COMPLETED" if end is not None else "STARTED",
+        pending_time=at(start - 0.5 if slug.startswith("prepare-") else start - 0.1),
+        start_time=at(start),
+        end_time=None if end is None else at(end),
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    sessions = make_session_factory(make_engine(url))
+    with sessions.begin() as session:
+        fill(session)
+    return url
+
+
+def fill(session: Session) -> None:
+    session.add(Portfolio(id=1, name="p"))
+    for k in (1, 2, 3):
+        session.add(Analysis(id=k, name=f"a{k}", portfolio_id=1, model_id="synth"))
+    session.flush()
+    inputs = "prepare-input-generation-params"
+    session.add_all(
+        [
+            # analysis 1: an inputs run 1 (replaced by run 2), inputs run 2, then losses
+            row(1, "inputs", inputs, 1.0, 9.0),
+            row(1, "inputs", inputs, 10.0, 11.0, run=2),
+            row(1, "inputs", "prepare-keys-file-1", 11.0, 13.0, run=2),
+            row(1, "inputs", "prepare-keys-file-2", 11.0, 14.0, run=2),
+            row(1, "inputs", "collect-keys", 14.0, 14.5, run=2),
+            row(1, "losses", "prepare-losses-generation-directory", 16.0, 16.5, run=3),
+            row(1, "losses", "generate-losses-chunk-1", 16.5, 19.5, run=3),
+            row(1, "losses", "generate-losses-output", 19.5, 20.0, run=3),
+            # analysis 2: inputs only, arriving 10 s after analysis 1's first run
+            row(2, "inputs", inputs, 20.0, 21.0),
+            row(2, "inputs", "prepare-keys-file-1", 21.0, 22.0),
+            # analysis 3: a sub-task still running, so nothing complete
+            row(3, "inputs", inputs, 5.0, None),
+        ]
+    )
+
+
+def test_workload_from_records(database: str) -> None:
+    with make_session_factory(make_engine(database))() as session:
+        work = workload_from_records(session)
+    assert [a.analysis_id for a in work.analyses] == [1, 2]
+    first, second = work.analyses
+    # the origin is analysis 1's latest inputs run, requested at 9.5
+    assert first.arrival_s == 0.0 and second.arrival_s == pytest.approx(10.0)
+    inputs, losses = first.stages
+    assert inputs.phases == ((1.0,), (2.0, 3.0), (0.5,))
+    assert losses.phases == ((0.5,), (3.0,), (0.5,))
+    assert losses.gap_s == pytest.approx(1.0)  # inputs ended at 14.5, losses asked at 15.5
+    assert second.stages[0].phases == ((1.0,), (1.0,))
+
+
+def test_export_command(database: str, tmp_path: Path) -> None:
+    env = {"OASIS_KEDA_DATABASE_URL": database, "OASIS_KEDA_REDIS_URL": NO_REDIS}
+    out = tmp_path / "history.jsonl"
+    result = CliRunner().invoke(cli, ["analyses", "export", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 analyses" in result.output
+    assert "scaling not in the registry" in result.output
+    work = wl.read(out)
+    assert [a.analysis_id for a in work.analyses] == [1, 2]
+    only = CliRunner().invoke(cli, ["analyses", "export", "--out", str(out), "--id", "3"], env=env)
+    assert only.exit_code != 0
+    assert "no analysis with a completed stage" in only.output
+
+
+def test_simulate_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--workload",
+            str(HISTORY),
+            "--strategy",
+            '{"name": "cpw3", "scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 3}',
+            "--strategy",
+            '{"name": "fixed2", "scaling_strategy": "FIXED_WORKERS", "worker_count_fixed": 2}',
+            "--start-s",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "cpw3 / list-length" in result.output
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in rows] == [
+        "cpw3",
+        "fixed2",
+        "cpw3 / list-length",
+        "cpw3 / oasis-controller",
+        "fixed2 / list-length",
+        "fixed2 / oasis-controller",
+    ]
+    assert all(r["completed"] == 2 for r in rows)
+    assert rows[0]["killed_tasks"] == 0
+    assert (out / "simulate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "settings.json").read_text())["worker_start_s"] == 1.0
+
+
+def test_simulate_generated_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--generate",
+            '{"analyses": 40, "seed": 2, "loss_chunks": [1, 3]}',
+            "--no-baselines",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["recorded"]
+    assert rows[0]["analyses"] == rows[0]["completed"] == 40
+    assert len(wl.read(tmp_path / "workload.jsonl").analyses) == 40
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "exactly one of"),
+        (["--workload", str(HISTORY), "--generate", "{}"], "exactly one of"),
+        (["--workload", str(HISTORY), "--strategy", "[1]"], "JSON object"),
+        (["--workload", str(HISTORY), "--strategy", '{"policy": "magic"}'], "policy must be"),
+        (["--workload", str(HISTORY), "--strategy", '{"worker_count_max": -1}'], "worker_count"),
+        (["--generate", '{"nope": 1}'], "workload"),
+    ],
+)
+def test_simulate_refusals(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["simulate", *args])
+    assert result.exit_code != 0
+    assert message in result.output
