@@ -3,9 +3,10 @@
 The workload is a file (``analyses export`` writes one) or generated (``--generate``). Each
 ``--strategy`` is a JSON object: scaling fields (``scaling_strategy``,
 ``chunks_per_worker``, ...) and optionally ``name``, ``policy``, ``global_limit``,
-``list_length``, ``grace_s``; without any, the workload's recorded configuration runs. Each
-configuration of ours is also run under KEDA's Redis list-length rule and the Oasis worker
-controller's policy unless ``--no-baselines``. docs/SIMULATOR.md has the details.
+``list_length``, ``grace_s``; without any, the workload's recorded configuration runs. The
+platform timings (worker start, sub-task overhead, phase delay) default to those the export
+measured, if the workload has them. Each configuration of ours is also run under KEDA's
+Redis list-length rule and the Oasis worker controller's policy unless ``--no-baselines``. docs/SIMULATOR.md has the details.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def _object(raw: str, what: str) -> dict[str, Any]:
 @click.option("--generate", "generate", default=None, help="Generate a workload: JSON settings.")
 @click.option("--strategy", "strategies", multiple=True, help="A configuration (JSON object).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--start-s", type=float, default=5.0, show_default=True, help="Worker start time.")
+@click.option("--start-s", type=float, default=None, help="Worker start time (default 5).")
+@click.option("--task-overhead-s", type=float, default=None, help="Per sub-task (default 0).")
+@click.option("--phase-delay-s", type=float, default=None, help="Between phases (default 0).")
 @click.option("--polling-interval-s", type=int, default=None)
 @click.option("--cooldown-period-s", type=int, default=None)
 @click.option("--scale-down-stabilization-s", type=int, default=None)
@@ -48,7 +51,9 @@ def simulate(
     generate: str | None,
     strategies: tuple[str, ...],
     out: Path | None,
-    start_s: float,
+    start_s: float | None,
+    task_overhead_s: float | None,
+    phase_delay_s: float | None,
     polling_interval_s: int | None,
     cooldown_period_s: int | None,
     scale_down_stabilization_s: int | None,
@@ -99,7 +104,16 @@ def simulate(
         cooldown_period_s=cooldown_period_s,
         scale_down_stabilization_s=scale_down_stabilization_s,
     )
-    settings = SimSettings(autoscaler=autoscaler, worker_start_s=start_s)
+
+    def timing(given: float | None, key: str, default: float) -> float:
+        return given if given is not None else work.timings.get(key, default)
+
+    settings = SimSettings(
+        autoscaler=autoscaler,
+        worker_start_s=timing(start_s, "worker_start_s", 5.0),
+        task_overhead_s=timing(task_overhead_s, "task_overhead_s", 0.0),
+        phase_delay_s=timing(phase_delay_s, "phase_delay_s", 0.0),
+    )
     results = [replay(work, c, settings) for c in configurations]
     if as_json:
         click.echo(json.dumps([r.summary() for r in results], indent=2))
@@ -114,7 +128,12 @@ def simulate(
         res.plot(results, out / "simulate.png")
         (out / "settings.json").write_text(
             json.dumps(
-                {"worker_start_s": start_s, "autoscaler": dataclasses.asdict(autoscaler)},
+                {
+                    "worker_start_s": settings.worker_start_s,
+                    "task_overhead_s": settings.task_overhead_s,
+                    "phase_delay_s": settings.phase_delay_s,
+                    "autoscaler": dataclasses.asdict(autoscaler),
+                },
                 indent=2,
             )
             + "\n"

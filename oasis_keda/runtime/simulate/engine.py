@@ -36,7 +36,7 @@ from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
 from scaler.strategies import ModelState
 
 # Event kinds, in the order they run at equal times.
-DONE, KILL, READY, ARRIVE, POLL = range(5)
+DONE, KILL, READY, QUEUE, ARRIVE, POLL = range(6)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,6 +48,12 @@ class SimSettings:
     """Seconds from a scale-up to the new worker taking sub-tasks."""
     record_steps: bool = False
     """Keep every decision (:class:`Step`) in the result."""
+    task_overhead_s: float = 0.0
+    """Seconds each sub-task holds its worker beyond its recorded duration (taking the
+    message, writing its records, acknowledging)."""
+    phase_delay_s: float = 0.0
+    """Seconds from a phase's last sub-task ending to the next phase being queued (the
+    canvas's chain and chord callbacks)."""
     horizon_s: float | None = None
     """Stop the clock here (None: the last arrival plus ten times the workload's work plus
     an hour), so a policy that keeps killing the same sub-task cannot run forever; analyses
@@ -192,6 +198,8 @@ class Simulation:
         elif kind == READY:
             if payload.alive:
                 payload.ready = True
+        elif kind == QUEUE:
+            self._queue_phase(self.models[payload.work.model_id], payload)
         elif kind == ARRIVE:
             self._arrive(payload)
         else:
@@ -240,7 +248,8 @@ class Simulation:
                     task = m.queue.popleft()
                     w.task, w.task_started = task, self.now
                     w.task_seq += 1
-                    self._at(self.now + task.duration, DONE, (w, w.task_seq))
+                    busy_for = task.duration + self.settings.task_overhead_s
+                    self._at(self.now + busy_for, DONE, (w, w.task_seq))
 
     def _done(self, w: _Worker, seq: int) -> None:
         if w.task is None or w.task_seq != seq:
@@ -257,7 +266,10 @@ class Simulation:
         stage = run.work.stages[run.stage]
         if run.phase + 1 < len(stage.phases):
             run.phase += 1
-            self._queue_phase(m, run)
+            if self.settings.phase_delay_s > 0:
+                self._at(self.now + self.settings.phase_delay_s, QUEUE, run)
+            else:
+                self._queue_phase(m, run)
             return
         m.stages.remove(run)
         if run.stage + 1 < len(run.work.stages):

@@ -10,8 +10,11 @@ exported), a later stage's is its gap after the stage before it ended.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 import re
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import select
@@ -69,6 +72,55 @@ def _complete(rows: Sequence[SubTask]) -> bool:
     return all(r.start_time is not None and r.end_time is not None for r in rows)
 
 
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def measured_timings(stages: Sequence[Sequence[SubTask]]) -> dict[str, float]:
+    """Platform timings seen in complete stages' rows (docs/SIMULATOR.md):
+
+    * ``worker_start_s``: from the earliest request to the earliest start (the model is
+      taken to be idle before its first exported analysis);
+    * ``task_overhead_s``: median idle time of a worker between two sub-tasks when the
+      second was already queued as the first ended;
+    * ``phase_delay_s``: median time from a phase's last end to the next phase's first
+      message reaching the broker, less the task overhead.
+    """
+    rows = [r for stage in stages for r in stage]
+    if not rows:
+        return {}
+    starts = [r.start_time for r in rows if r.start_time is not None]
+    timings = {"worker_start_s": (min(starts) - min(r.pending_time for r in rows)).total_seconds()}
+    by_worker: dict[str, list[SubTask]] = {}
+    for r in rows:
+        by_worker.setdefault(r.worker or "?", []).append(r)
+    idle = []
+    for runs in by_worker.values():
+        runs.sort(key=lambda r: r.start_time or r.pending_time)
+        for a, b in itertools.pairwise(runs):
+            if a.end_time and b.start_time and b.queue_time and b.queue_time <= a.end_time:
+                idle.append((b.start_time - a.end_time).total_seconds())
+    overhead = max(_median(idle), 0.0)
+    gaps = []
+    for stage in stages:
+        is_chunk = _chunk_test(stage[0].stage)
+        groups: list[list[SubTask]] = []
+        for r in stage:
+            if groups and is_chunk(r.slug) and is_chunk(groups[-1][-1].slug):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        for before, after in itertools.pairwise(groups):
+            ended = max(r.end_time for r in before if r.end_time is not None)
+            queued = [r.queue_time for r in after if r.queue_time is not None]
+            if queued:
+                gaps.append((min(queued) - ended).total_seconds())
+    timings["task_overhead_s"] = round(overhead, 6)
+    timings["phase_delay_s"] = round(max(_median(gaps) - overhead, 0.0), 6)
+    timings["worker_start_s"] = round(max(timings["worker_start_s"], 0.0), 6)
+    return timings
+
+
 def workload_from_records(
     session: Session,
     *,
@@ -94,6 +146,7 @@ def workload_from_records(
             found.append((analysis, stages))
     if not found:
         return Workload(models=dict(scaling or {}), analyses=())
+    timings = measured_timings([rows for _, stages in found for _, rows in stages])
     origin = min(min(r.pending_time for r in stages[0][1]) for _, stages in found)
     analyses = []
     for analysis, stages in found:
@@ -113,7 +166,7 @@ def workload_from_records(
             )
         )
     models = {a.model_id: (scaling or {}).get(a.model_id, ScalingConfig()) for a in analyses}
-    return Workload(models=models, analyses=tuple(analyses))
+    return Workload(models=models, analyses=tuple(analyses), timings=timings)
 
 
 def recorded_scaling(redis_url: str, model_ids: Iterable[str]) -> dict[str, ScalingConfig]:
@@ -156,4 +209,4 @@ def export_workload(
     scaling = recorded_scaling(redis_url, sorted(bare.models))
     missing = sorted(set(bare.models) - set(scaling))
     models = {m: scaling.get(m, ScalingConfig()) for m in bare.models}
-    return Workload(models=models, analyses=bare.analyses), missing
+    return dataclasses.replace(bare, models=models), missing

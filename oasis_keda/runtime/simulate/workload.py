@@ -24,6 +24,8 @@ from typing import Any
 from oasis_keda.core.config import ScalingConfig, parse_config
 
 FORMAT_VERSION = 1
+#: Platform timings a ``timings`` line may give (measured by the export).
+TIMINGS = ("worker_start_s", "task_overhead_s", "phase_delay_s")
 
 
 class WorkloadError(ValueError):
@@ -64,6 +66,8 @@ class Workload:
 
     models: dict[str, ScalingConfig]
     analyses: tuple[AnalysisWork, ...]
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Platform timings measured where the workload was recorded (keys: :data:`TIMINGS`)."""
 
     @property
     def work_s(self) -> float:
@@ -75,7 +79,9 @@ def _stage_dict(stage: StageWork) -> dict[str, Any]:
 
 
 def to_lines(workload: Workload) -> Iterator[str]:
-    """The workload as JSON lines (models first, then analyses by arrival)."""
+    """The workload as JSON lines (timings, models, then analyses by arrival)."""
+    if workload.timings:
+        yield json.dumps({"kind": "timings", **workload.timings})
     for model_id, scaling in sorted(workload.models.items()):
         yield json.dumps(
             {
@@ -130,6 +136,7 @@ def from_lines(lines: Iterable[str]) -> Workload:
     """Parse JSON lines (blank lines and ``#`` comments are skipped)."""
     models: dict[str, ScalingConfig] = {}
     analyses: list[AnalysisWork] = []
+    timings: dict[str, float] = {}
     for n, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -139,7 +146,11 @@ def from_lines(lines: Iterable[str]) -> Workload:
         except json.JSONDecodeError as exc:
             raise WorkloadError(f"line {n}: not JSON ({exc})") from exc
         kind = raw.get("kind") if isinstance(raw, dict) else None
-        if kind == "model":
+        if kind == "timings":
+            for key in TIMINGS:
+                if key in raw:
+                    timings[key] = _number(raw[key], f"line {n}: {key}")
+        elif kind == "model":
             models[str(raw["model_id"])] = parse_config(ScalingConfig, raw.get("scaling") or {})
         elif kind == "analysis":
             stages = raw.get("stages")
@@ -154,12 +165,14 @@ def from_lines(lines: Iterable[str]) -> Workload:
                 )
             )
         else:
-            raise WorkloadError(f"line {n}: kind must be 'model' or 'analysis', got {kind!r}")
+            raise WorkloadError(
+                f"line {n}: kind must be 'timings', 'model' or 'analysis', got {kind!r}"
+            )
     if not analyses:
         raise WorkloadError("the workload has no analysis")
     for a in analyses:
         models.setdefault(a.model_id, ScalingConfig())
-    return Workload(models=models, analyses=tuple(analyses))
+    return Workload(models=models, analyses=tuple(analyses), timings=timings)
 
 
 def read(path: Path) -> Workload:
