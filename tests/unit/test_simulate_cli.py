@@ -2,7 +2,7 @@
 
 Covers: the export of recorded sub-task rows (a SQLite records database, no Redis reachable)
 into phases, arrivals and gaps, the latest run of a stage only, stages with an unfinished
-sub-task left out; the export command's file and its refusal when nothing is complete;
+sub-task left out; the platform timings measured from rows; the export command's file and its refusal when nothing is complete;
 simulate on a file with two configurations and the baselines (table, results.json, PNG),
 on a generated workload (the workload written beside the results), ``--no-baselines`` and
 ``--json``, and the refusals of bad options.
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from oasis_keda.cli import cli
 from oasis_keda.core.store import Analysis, Portfolio, SubTask, make_engine, make_session_factory
 from oasis_keda.runtime.simulate import workload as wl
-from oasis_keda.runtime.simulate.export import workload_from_records
+from oasis_keda.runtime.simulate.export import measured_timings, workload_from_records
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 HISTORY = Path(__file__).resolve().parent.parent / "data" / "sim_recorded.jsonl"
@@ -182,3 +182,28 @@ def test_simulate_refusals(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["simulate", *args])
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_measured_timings() -> None:
+    def sub(slug: str, worker: str, queued: float, start: float, end: float) -> SubTask:
+        return SubTask(
+            stage="inputs",
+            slug=slug,
+            worker=worker,
+            pending_time=at(0.0),
+            queue_time=at(queued),
+            start_time=at(start),
+            end_time=at(end),
+        )
+
+    stage = [
+        sub("prepare-input-generation-params", "w1", 0.0, 4.0, 5.0),  # first start 4 s in
+        sub("prepare-keys-file-1", "w1", 5.3, 5.4, 7.0),  # queued 0.3 s after the step
+        sub("prepare-keys-file-2", "w1", 5.3, 7.1, 8.0),  # waited for w1: 0.1 s overhead
+        sub("collect-keys", "w1", 8.5, 8.6, 9.0),  # queued 0.5 s after the chunks
+    ]
+    timings = measured_timings([stage])
+    assert timings["worker_start_s"] == pytest.approx(4.0)
+    assert timings["task_overhead_s"] == pytest.approx(0.1)
+    # phase gaps 0.3 and 0.5: median 0.4, less the overhead
+    assert timings["phase_delay_s"] == pytest.approx(0.3)

@@ -7,7 +7,8 @@ run again; KEDA's list-length rule scales to zero under a running sub-task (it c
 waiting messages) and, with a sub-task longer than cooldown plus grace, never finishes it
 before the horizon; a global limit is never exceeded by ours; the workload file round trip
 (JSON lines and a JSON list), its errors, the generator's reproducibility; ``--strategy``
-parsing; the nearest-rank percentile.
+parsing; the nearest-rank percentile; the sub-task overhead and phase delay; the timings
+line.
 """
 
 from __future__ import annotations
@@ -181,3 +182,18 @@ def test_percentile() -> None:
     assert percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
     assert percentile([3.0, 1.0, 2.0, 4.0], 0.95) == 4.0
     assert math.isnan(percentile([], 0.5))
+
+
+def test_task_overhead_and_phase_delay() -> None:
+    work = workload(ScalingConfig(), analysis(1, 0.0, (1.0,), (1.0,)))
+    settings = SimSettings(task_overhead_s=0.5, phase_delay_s=2.0)
+    # ready at 5; 1 s + 0.5 s; the next phase queued 2 s later; 1 s + 0.5 s
+    assert simulate(work, Configuration(name="x"), settings).makespan_s == pytest.approx(10.0)
+
+
+def test_timings_line_round_trip(tmp_path: Path) -> None:
+    work = dataclasses.replace(
+        wl.generate(wl.GeneratorSettings(analyses=2)),
+        timings={"worker_start_s": 3.5, "task_overhead_s": 0.1, "phase_delay_s": 0.2},
+    )
+    assert wl.read(wl.write(work, tmp_path / "w.jsonl")).timings == work.timings
