@@ -39,6 +39,7 @@ def _object(raw: str, what: str) -> dict[str, Any]:
 @click.option("--strategy", "strategies", multiple=True, help="A configuration (JSON object).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--start-s", type=float, default=None, help="Worker start time (default 5).")
+@click.option("--added-start-s", type=float, default=None, help="A worker added beside others.")
 @click.option("--task-overhead-s", type=float, default=None, help="Per sub-task (default 0).")
 @click.option("--phase-delay-s", type=float, default=None, help="Between phases (default 0).")
 @click.option("--polling-interval-s", type=int, default=None)
@@ -52,6 +53,7 @@ def simulate(
     strategies: tuple[str, ...],
     out: Path | None,
     start_s: float | None,
+    added_start_s: float | None,
     task_overhead_s: float | None,
     phase_delay_s: float | None,
     polling_interval_s: int | None,
@@ -111,6 +113,7 @@ def simulate(
     settings = SimSettings(
         autoscaler=autoscaler,
         worker_start_s=timing(start_s, "worker_start_s", 5.0),
+        added_start_s=added_start_s,
         task_overhead_s=timing(task_overhead_s, "task_overhead_s", 0.0),
         phase_delay_s=timing(phase_delay_s, "phase_delay_s", 0.0),
     )
@@ -130,6 +133,7 @@ def simulate(
             json.dumps(
                 {
                     "worker_start_s": settings.worker_start_s,
+                    "added_start_s": settings.added_start_s,
                     "task_overhead_s": settings.task_overhead_s,
                     "phase_delay_s": settings.phase_delay_s,
                     "autoscaler": dataclasses.asdict(autoscaler),

@@ -197,3 +197,13 @@ def test_timings_line_round_trip(tmp_path: Path) -> None:
         timings={"worker_start_s": 3.5, "task_overhead_s": 0.1, "phase_delay_s": 0.2},
     )
     assert wl.read(wl.write(work, tmp_path / "w.jsonl")).timings == work.timings
+
+
+def test_added_workers_start_time() -> None:
+    # two 10 s chunks, 1 chunk per worker: the push starts a worker at 0 and the poll at 0
+    # adds a second beside it; both ready at 1, or the second only at 9
+    work = workload(DYNAMIC, analysis(1, 0.0, (10.0, 10.0)))
+    same = simulate(work, Configuration(name="x"), FAST)
+    slower = simulate(work, Configuration(name="x"), dataclasses.replace(FAST, added_start_s=9.0))
+    assert same.makespan_s == pytest.approx(11.0)
+    assert slower.makespan_s == pytest.approx(19.0)

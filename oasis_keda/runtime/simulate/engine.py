@@ -46,6 +46,10 @@ class SimSettings:
     autoscaler: AutoscalerSettings = dataclasses.field(default_factory=AutoscalerSettings)
     worker_start_s: float = 5.0
     """Seconds from a scale-up to the new worker taking sub-tasks."""
+    added_start_s: float | None = None
+    """Start time of a worker added while the model already has some (None: the same as
+    ``worker_start_s``). Differs on one machine, where a new worker starts on CPUs its
+    running siblings share; on a cluster each pod brings its own."""
     record_steps: bool = False
     """Keep every decision (:class:`Step`) in the result."""
     task_overhead_s: float = 0.0
@@ -360,10 +364,13 @@ class Simulation:
             self.downs += 1
         m.replicas = replicas
         running = [w for w in m.workers if not w.stopping]
+        start_s = self.settings.worker_start_s
+        if m.workers and self.settings.added_start_s is not None:
+            start_s = self.settings.added_start_s
         for _ in range(replicas - len(running)):
             w = _Worker(model=m.view.model_id, started_at=self.now)
             m.workers.append(w)
-            self._at(self.now + self.settings.worker_start_s, READY, w)
+            self._at(self.now + start_s, READY, w)
         excess = len(running) - replicas
         if excess <= 0:
             return
