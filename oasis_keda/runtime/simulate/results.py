@@ -148,7 +148,7 @@ def plot(results: Sequence[SimResult], out: Path, *, title: str = "What-if simul
     """Workers alive over time per configuration (left), worker-seconds and p95 (right)."""
     if not results:
         raise ValueError("no results to draw")
-    fig = Figure(figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 4.6 + 0.25 * len(results)))
     ax = fig.add_subplot(1, 3, (1, 2))
     for i, r in enumerate(results):
         xs = [t for t, _ in r.series]
@@ -158,7 +158,9 @@ def plot(results: Sequence[SimResult], out: Path, *, title: str = "What-if simul
     ax.set_ylabel("worker processes alive")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, fontsize="small", frameon=False
+    )
     ax.set_title(title)
     bars = fig.add_subplot(1, 3, 3)
     positions = range(len(results))
