@@ -7,7 +7,8 @@ Checked: every decision of ours (what it saw, the scaler's answer, the replicas 
 or the HPA's reason) against the expected list; that each answer is what
 ``scaler.strategies.desired_workers`` gives on the state it saw and each replica count what
 folding ``keda.poll``/``keda.push`` over the answers gives; the figures of the run; and that
-the same replay gives the same result twice.
+the same replay gives the same result twice. Then a history exported from a real demo run
+on the local runtime (tests/data/sim_demo_run.jsonl), checked the same way.
 """
 
 from __future__ import annotations
@@ -133,3 +134,43 @@ def test_figures(replay: SimResult) -> None:
 def test_replay_is_deterministic(replay: SimResult) -> None:
     again = simulate(wl.read(HISTORY), Configuration(name="recorded"), SETTINGS)
     assert again == replay
+
+
+DEMO_RUN = HISTORY.parent / "sim_demo_run.jsonl"
+
+
+def test_a_real_demo_run_replayed() -> None:
+    """A history exported from a real demo run, with the worker start it measured (2.6 s):
+    every decision is the pure functions' (as above), and the replicas go 0 -> 1 on the
+    push, 3 and 4 as the lookup chunks queue, 0 once the cooldown has passed."""
+    work = wl.read(DEMO_RUN)
+    settings = SimSettings(worker_start_s=work.timings["worker_start_s"], record_steps=True)
+    result = simulate(work, Configuration(name="demo"), settings)
+    spec = model_spec("synth", settings.autoscaler, work.models["synth"])
+    state = keda.AutoscalerState()
+    changes = []
+    for step in result.steps:
+        seen = ModelState(
+            waiting=step.waiting,
+            reserved=step.busy,
+            busy=step.busy,
+            main_tasks=step.main_tasks,
+            live=step.live,
+        )
+        assert step.wanted == desired_workers(work.models["synth"], seen)
+        if step.source == "push":
+            decision = keda.push(spec, state, step.wanted > 0, step.at)
+        else:
+            obs = keda.Observation(active=step.wanted > 0, metric_total=step.wanted, target=1.0)
+            decision = keda.poll(spec, state, obs, step.at)
+        assert decision.replicas == step.replicas
+        if decision.replicas != state.replicas:
+            changes.append((step.at, decision.replicas, decision.reason))
+        state = decision.state
+    assert changes == [
+        (0.0, 1, "Push/Activated"),
+        (3.0, 3, "DesiredWithinRange"),
+        (7.0, 4, "DesiredWithinRange"),
+        (18.0, 0, "Deactivated"),
+    ]
+    assert result.completed == 3 and result.killed_tasks == 0
