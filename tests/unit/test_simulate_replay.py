@@ -19,8 +19,8 @@ import pytest
 
 from oasis_keda.runtime import keda
 from oasis_keda.runtime.simulate import workload as wl
-from oasis_keda.runtime.simulate.engine import SimSettings, model_spec, simulate
-from oasis_keda.runtime.simulate.policies import Configuration
+from oasis_keda.runtime.simulate.engine import SimSettings, simulate
+from oasis_keda.runtime.simulate.policies import Configuration, model_spec
 from oasis_keda.runtime.simulate.results import SimResult
 from scaler.strategies import ModelState, desired_workers
 

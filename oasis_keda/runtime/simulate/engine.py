@@ -25,14 +25,12 @@ import heapq
 import math
 from typing import Any
 
-from oasis_keda.core.registry import ModelRecord
-from oasis_keda.kubectl.manifests import scaled_object
 from oasis_keda.runtime import keda
 from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
 from oasis_keda.runtime.simulate import policies as pol
 from oasis_keda.runtime.simulate.results import SimResult, Step, percentile
 from oasis_keda.runtime.simulate.workload import AnalysisWork, Workload
-from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
+from oasis_keda.runtime.spec import ScaledObjectSpec
 from scaler.strategies import ModelState
 
 # Event kinds, in the order they run at equal times.
@@ -62,20 +60,6 @@ class SimSettings:
     """Stop the clock here (None: the last arrival plus ten times the workload's work plus
     an hour), so a policy that keeps killing the same sub-task cannot run forever; analyses
     not done by then are reported as not completed."""
-
-
-def model_spec(model_id: str, settings: AutoscalerSettings, config: Any) -> ScaledObjectSpec:
-    """The ScaledObject the k8s generator writes for this model, as KEDA reads it."""
-    record = ModelRecord(
-        model_id=model_id,
-        pk=1,
-        queue=model_id,
-        supplier_id="sim",
-        model_name=model_id,
-        version_id="1",
-        scaling=config,
-    )
-    return parse_scaled_object(scaled_object(record, settings.manifest_settings("sim:0")))
 
 
 @dataclasses.dataclass(eq=False)
@@ -150,7 +134,7 @@ class Simulation:
                 model_id=model_id, config=config, state=ModelState(), auto=keda.AutoscalerState()
             )
             self.models[model_id] = _Model(
-                view=view, spec=model_spec(model_id, settings.autoscaler, config)
+                view=view, spec=pol.model_spec(model_id, settings.autoscaler, config)
             )
         self.runs = [_Run(work=a) for a in workload.analyses]
         self.alive = 0

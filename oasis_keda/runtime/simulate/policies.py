@@ -26,7 +26,11 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 from oasis_keda.core.config import ScalingConfig, ScalingStrategy, parse_config
+from oasis_keda.core.registry import ModelRecord
+from oasis_keda.kubectl.manifests import scaled_object
 from oasis_keda.runtime import keda
+from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
+from oasis_keda.runtime.spec import ScaledObjectSpec, parse_scaled_object
 from scaler.budget import Demand, grant, pending_raise
 from scaler.strategies import ModelState, desired_workers, formula_workers
 
@@ -103,6 +107,22 @@ class ModelView:
     oldest_arrival: float | None = None
     granted: int = 0
     raise_raw: str | None = None
+
+
+def model_spec(
+    model_id: str, settings: AutoscalerSettings, config: ScalingConfig
+) -> ScaledObjectSpec:
+    """The ScaledObject the k8s generator writes for this model, as KEDA reads it."""
+    record = ModelRecord(
+        model_id=model_id,
+        pk=1,
+        queue=model_id,
+        supplier_id="sim",
+        model_name=model_id,
+        version_id="1",
+        scaling=config,
+    )
+    return parse_scaled_object(scaled_object(record, settings.manifest_settings("sim:0")))
 
 
 def _ms(t: float) -> int:
