@@ -10,43 +10,20 @@ on a generated workload (the workload written beside the results), ``--no-baseli
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy.orm import Session
 
 from oasis_keda.cli import cli
-from oasis_keda.core.store import Analysis, Portfolio, SubTask, make_engine, make_session_factory
+from oasis_keda.core.store import SubTask, make_engine, make_session_factory
 from oasis_keda.runtime.simulate import workload as wl
 from oasis_keda.runtime.simulate.export import measured_timings, workload_from_records
+from tests.simulate_support import at, fill
 
-T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 HISTORY = Path(__file__).resolve().parent.parent / "data" / "sim_recorded.jsonl"
 NO_REDIS = "redis://127.0.0.1:1/0"
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
-
-
-def row(
-    analysis: int, stage: str, slug: str, start: float, end: float | None, *, run: int = 1
-) -> SubTask:
-    return SubTask(
-        analysis_id=analysis,
-        run_number=run,
-        stage=stage,
-        slug=slug,
-        name=slug,
-        queue_name="synth",
-        status="COMPLETED" if end is not None else "STARTED",
-        pending_time=at(start - 0.5 if slug.startswith("prepare-") else start - 0.1),
-        start_time=at(start),
-        end_time=None if end is None else at(end),
-    )
 
 
 @pytest.fixture
@@ -56,32 +33,6 @@ def database(tmp_path: Path) -> str:
     with sessions.begin() as session:
         fill(session)
     return url
-
-
-def fill(session: Session) -> None:
-    session.add(Portfolio(id=1, name="p"))
-    for k in (1, 2, 3):
-        session.add(Analysis(id=k, name=f"a{k}", portfolio_id=1, model_id="synth"))
-    session.flush()
-    inputs = "prepare-input-generation-params"
-    session.add_all(
-        [
-            # analysis 1: an inputs run 1 (replaced by run 2), inputs run 2, then losses
-            row(1, "inputs", inputs, 1.0, 9.0),
-            row(1, "inputs", inputs, 10.0, 11.0, run=2),
-            row(1, "inputs", "prepare-keys-file-1", 11.0, 13.0, run=2),
-            row(1, "inputs", "prepare-keys-file-2", 11.0, 14.0, run=2),
-            row(1, "inputs", "collect-keys", 14.0, 14.5, run=2),
-            row(1, "losses", "prepare-losses-generation-directory", 16.0, 16.5, run=3),
-            row(1, "losses", "generate-losses-chunk-1", 16.5, 19.5, run=3),
-            row(1, "losses", "generate-losses-output", 19.5, 20.0, run=3),
-            # analysis 2: inputs only, arriving 10 s after analysis 1's first run
-            row(2, "inputs", inputs, 20.0, 21.0),
-            row(2, "inputs", "prepare-keys-file-1", 21.0, 22.0),
-            # analysis 3: a sub-task still running, so nothing complete
-            row(3, "inputs", inputs, 5.0, None),
-        ]
-    )
 
 
 def test_workload_from_records(database: str) -> None:
