@@ -153,7 +153,14 @@ def _err(sim_value: float, real_value: float) -> str:
     return f"{100 * (sim_value - real_value) / real_value:+.1f}%"
 
 
+#: Largest absolute relative error per variant: ``{variant: [makespan, worker-seconds]}``.
+WORST: dict[str, list[float]] = {}
+
+
 def _row(trial: int, variant: str, real: RealRun, sim: SimResult) -> str:
+    worst = WORST.setdefault(variant, [0.0, 0.0])
+    worst[0] = max(worst[0], abs(sim.makespan_s - real.makespan_s) / real.makespan_s)
+    worst[1] = max(worst[1], abs(sim.worker_seconds - real.worker_seconds) / real.worker_seconds)
     horizon = int(max(real.makespan_s, sim.makespan_s)) + 1
     seconds = range(horizon)
     mean_real = sum(_count_at(real.series, t) for t in seconds) / horizon
@@ -250,6 +257,12 @@ def run(settings: Settings) -> str:
             ),
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            *(
+                f"Largest error over the trials, {variant}: makespan {100 * m:.1f}%, "
+                f"worker-seconds {100 * w:.1f}%."
+                for variant, (m, w) in WORST.items()
+            ),
             "",
             *notes,
             "",
