@@ -75,7 +75,12 @@ class Workload:
 
 
 def _stage_dict(stage: StageWork) -> dict[str, Any]:
-    return {"stage": stage.stage, "gap_s": stage.gap_s, "phases": [list(p) for p in stage.phases]}
+    return {
+        "stage": stage.stage,
+        "chunks": stage.chunks,
+        "gap_s": stage.gap_s,
+        "phases": [list(p) for p in stage.phases],
+    }
 
 
 def to_lines(workload: Workload) -> Iterator[str]:
