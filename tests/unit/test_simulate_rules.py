@@ -8,7 +8,8 @@ waiting messages) and, with a sub-task longer than cooldown plus grace, never fi
 before the horizon; a global limit is never exceeded by ours; the workload file round trip
 (JSON lines and a JSON list), its errors, the generator's reproducibility; ``--strategy``
 parsing; the nearest-rank percentile; the sub-task overhead and phase delay; the timings
-line.
+line; a separate start time for added workers; the Oasis controller's first come first
+served limit.
 """
 
 from __future__ import annotations
@@ -22,10 +23,17 @@ import pytest
 
 from oasis_keda.core.config import ScalingConfig
 from oasis_keda.core.errors import ConfigError
+from oasis_keda.runtime import keda
 from oasis_keda.runtime.simulate import workload as wl
 from oasis_keda.runtime.simulate.engine import SimSettings, simulate
-from oasis_keda.runtime.simulate.policies import Configuration, parse_configuration
+from oasis_keda.runtime.simulate.policies import (
+    Configuration,
+    ModelView,
+    controller_answers,
+    parse_configuration,
+)
 from oasis_keda.runtime.simulate.results import percentile
+from scaler.strategies import ModelState
 
 DYNAMIC = ScalingConfig(scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=1, worker_count_max=4)
 FAST = SimSettings(worker_start_s=1.0)
@@ -207,3 +215,20 @@ def test_added_workers_start_time() -> None:
     slower = simulate(work, Configuration(name="x"), dataclasses.replace(FAST, added_start_s=9.0))
     assert same.makespan_s == pytest.approx(11.0)
     assert slower.makespan_s == pytest.approx(19.0)
+
+
+def test_oasis_controller_hands_out_its_limit_first_come_first_served() -> None:
+    def view(model: str, waiting: int, arrival: float) -> ModelView:
+        state = ModelState(waiting=waiting, main_tasks=1)
+        return ModelView(
+            model_id=model,
+            config=DYNAMIC,
+            state=state,
+            auto=keda.AutoscalerState(),
+            oldest_arrival=arrival,
+        )
+
+    views = {"late": view("late", 4, 5.0), "early": view("early", 3, 1.0)}
+    # the early model takes the 3 it asks, the late one what is left of 5
+    assert controller_answers(views, 5) == {"early": 3, "late": 2}
+    assert controller_answers(views, None) == {"early": 3, "late": 4}
