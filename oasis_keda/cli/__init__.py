@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "api": "oasis_keda.cli.api:api",
     "up": "oasis_keda.cli.up:up",
     "demo": "oasis_keda.cli.demo:demo",
+    "simulate": "oasis_keda.cli.simulate:simulate",
 }
 
 

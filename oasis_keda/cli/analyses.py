@@ -364,3 +364,30 @@ def timeline(ctx: click.Context, analysis_id: int, out: Path, run_number: int | 
     except OasisKedaError as exc:
         fail(str(exc))
     click.echo(str(path))
+
+
+@analyses.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_id", default=None, help="Only this model's analyses.")
+@click.option("--id", "analysis_ids", type=int, multiple=True, help="Only these analyses.")
+@click.pass_context
+def export(
+    ctx: click.Context, out: Path, model_id: str | None, analysis_ids: tuple[int, ...]
+) -> None:
+    """Write the sub-task history of past analyses as a workload for ``simulate``."""
+    from oasis_keda.runtime.simulate import workload as wl
+    from oasis_keda.runtime.simulate.export import export_workload
+
+    settings: Settings = ctx.obj
+    work, missing = export_workload(
+        settings.effective_database_url,
+        settings.redis_url,
+        model_id=model_id,
+        analysis_ids=analysis_ids,
+    )
+    if not work.analyses:
+        fail("no analysis with a completed stage to export")
+    for model in missing:
+        click.echo(f"model {model}: scaling not in the registry, defaults written", err=True)
+    wl.write(work, out)
+    click.echo(f"{out}: {len(work.analyses)} analyses", err=True)
