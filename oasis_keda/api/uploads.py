@@ -55,11 +55,17 @@ def place(ctx: ApiContext, upload: Upload, *, exposure: str | None = None) -> St
     content_type = upload.content_type
     if exposure is not None:
         try:
+            if exposure_files.file_format(upload.path) == exposure_files.CSV:
+                check_csv_text(upload.path)  # the whole text, before its columns
+        except exposure_files.ExposureFileError as exc:
+            _, label = exposure_files.KINDS[exposure]
+            raise ValidationFailedError(
+                {"file": [f"the {label} {exc}{_text_detail(upload.path)}"]}
+            ) from None
+        try:
             fmt = exposure_files.check(upload.path, exposure)
         except exposure_files.ExposureFileError as exc:
             raise ValidationFailedError({"file": [str(exc)]}) from None
-        if fmt == exposure_files.CSV:
-            check_csv_text(upload.path)
         name = exposure_files.stored_name(name, fmt)
         content_type = exposure_files.CONTENT_TYPES[fmt]
     target_dir = ctx.storage.root / UPLOADS / uuid.uuid4().hex
@@ -72,6 +78,15 @@ def place(ctx: ApiContext, upload: Upload, *, exposure: str | None = None) -> St
         content_type=content_type,
         size_bytes=upload.size_bytes,
     )
+
+
+def _text_detail(path: Path) -> str:
+    """Why a file is not CSV text (a NUL byte, an encoding error), as ``" (...)"``."""
+    try:
+        check_csv_text(path)
+    except ValidationFailedError as exc:
+        return f" ({'; '.join(str(m) for m in exc.fields.get('file', []))})"
+    return ""
 
 
 def serve(

@@ -113,12 +113,12 @@ def _parquet(tmp_path: Path, columns: dict[str, list[str]]) -> bytes:
 @pytest.mark.parametrize(
     ("field", "data", "name", "ctype", "message"),
     [
-        ("location_file", b"\x00\x01\x02binary", "l.csv", "text/csv", "binary content"),
+        ("location_file", b"\x00\x01\x02binary", "l.csv", "text/csv", "neither CSV (UTF-8 text with a header row) nor parquet: its content is not recognised (binary content"),
         ("location_file", f"{HEADER}\n1,A,L,GB,WTC,GBP\xe9\n".encode("latin-1"), "l.csv", "text/csv", "not UTF-8: byte"),
         ("location_file", HEADER.replace(",", ";").encode() + b"\n", "l.csv", "text/csv", "semicolon-separated"),
         ("location_file", b"PortNumber,AccNumber\n1,A\n", "l.csv", "text/csv", "missing required OED column(s): LocNumber"),
         ("accounts_file", b"AccNumber\nA\n", "a.csv", "text/csv", "missing required OED column(s): PortNumber"),
-        ("location_file", b"not a parquet file at all", "l.parquet", "application/octet-stream", "not a parquet file"),
+        ("location_file", b"not a parquet file at all", "l.parquet", "application/octet-stream", "(csv) is missing required OED column(s)"),
     ],
     ids=["binary", "latin-1", "semicolons", "columns", "accounts-columns", "parquet-magic"],
 )  # fmt: skip

@@ -29,6 +29,7 @@ def test_scaling_defaults() -> None:
         "worker_count_max": 10,
         "worker_count_min": 0,
         "chunks_per_worker": 10,
+        "count_planned": False,
     }
 
 
