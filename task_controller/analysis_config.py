@@ -3,8 +3,9 @@
 The model directory of the analysis's registered model, the analysis settings (its own, or
 for input generation before it has any, the defaults its model names in ``oasislmf.json``),
 the event count loss chunking plans on, and the chunking configuration (the analysis's own,
-else the model's). A request checks with these what the dispatch will later use, so a stage
-that the dispatch would refuse is refused before anything is queued. Every problem is a
+else the model's); at creation, the exposure files' formats and the settings' schema. A
+request checks with these what the dispatch will later use, so a stage that the dispatch
+would refuse is refused before anything is queued. Every problem is a
 :class:`~task_controller.errors.RequestError` naming the field at fault.
 """
 
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oasis_keda.core import exposure_files
 from oasis_keda.core.config import ChunkingConfig, parse_config
 from oasis_keda.core.model_dir import ModelDir, ModelDirError, read_model_dir
 from oasis_keda.core.registry import ModelRecord
@@ -62,3 +64,34 @@ def read_settings(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError({"settings": f"{path} must hold a JSON object"})
     return data
+
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse analysis settings the ods_tools schema refuses (as the REST API does when
+    they are posted), naming each field at fault."""
+    from ods_tools.oed import settings as ods_settings
+
+    handler = ods_settings.AnalysisSettingHandler.make()
+    try:
+        ok, errors = handler.validate(settings, raise_error=False)
+    except Exception as exc:  # ods_tools' extra checks crash on odd shapes
+        raise RequestError({"settings": f"{path} could not be validated: {exc}"}) from exc
+    if not ok:
+        found = "; ".join(f"{field}: {message}" for field, message in errors.items())
+        raise RequestError({"settings": f"{path} is not valid analysis settings: {found}"})
+
+
+def exposure_formats(exposure: dict[str, Path | None]) -> dict[str, str]:
+    """Each given exposure file's format (CSV or parquet, by content), after checking it is
+    readable and has its required OED columns; a refusal names the file."""
+    formats = {}
+    for kind, path in exposure.items():
+        if path is None:
+            continue
+        if not path.is_file():
+            raise RequestError({kind: f"{path} is not a readable file"})
+        try:
+            formats[kind] = exposure_files.check(path, kind)
+        except exposure_files.ExposureFileError as exc:
+            raise RequestError({kind: f"{path}: {exc}"}) from exc
+    return formats

@@ -42,7 +42,14 @@ from oasis_keda.core.store import (
 )
 from oasis_keda.core.store.transitions import cancel_unfinished, transition
 from task_controller import records
-from task_controller.analysis_config import chunking_of, events_of, model_dir_of, read_settings
+from task_controller.analysis_config import (
+    check_settings,
+    chunking_of,
+    events_of,
+    exposure_formats,
+    model_dir_of,
+    read_settings,
+)
 from task_controller.chunking import PlanError, plan_losses
 from task_controller.dispatch import DISPATCH_TASK, main_task_id
 from task_controller.errors import RequestError, StatusError
@@ -92,17 +99,13 @@ class Requests:
             "ri_info": ri_info_file,
             "ri_scope": ri_scope_file,
         }
-        for field, path in (*exposure.items(), ("settings", settings_file)):
-            if path is not None and not path.is_file():
-                raise RequestError({field: f"{path} is not a readable file"})
-        formats = {}
-        for kind, path in exposure.items():
-            if path is not None:
-                try:
-                    formats[kind] = exposure_files.check(path, kind)
-                except exposure_files.ExposureFileError as exc:
-                    raise RequestError({kind: f"{path}: {exc}"}) from exc
-        settings = read_settings(settings_file) if settings_file else None
+        if settings_file is not None and not settings_file.is_file():
+            raise RequestError({"settings": f"{settings_file} is not a readable file"})
+        formats = exposure_formats(exposure)
+        settings = None
+        if settings_file is not None:
+            settings = read_settings(settings_file)
+            check_settings(settings_file, settings)
         if chunking is not None:
             try:
                 chunking = parse_config(ChunkingConfig, chunking).to_json_dict()

@@ -90,6 +90,16 @@ def test_refusals_exit_non_zero_with_a_message(
     result = invoke(stack, "create", "x", "--model", "synth", "--locations", "/no/such.csv")
     assert result.exit_code != 0
     assert "/no/such.csv" in result.output
+    bad_settings = model_dir / "bad_settings.json"
+    bad_settings.write_text(json.dumps({"gul_output": "yes please"}))
+    result = invoke(
+        stack,
+        *("create", "x", "--model", "synth", "--locations", str(model_dir / "location.csv")),
+        *("--settings", str(bad_settings)),
+    )
+    assert result.exit_code != 0
+    assert "bad_settings.json is not valid analysis settings" in result.output
+    assert "gul_output" in result.output
     analysis_id = invoke(
         stack, "create", "x", "--model", "synth", "--locations", str(model_dir / "location.csv")
     ).stdout.strip()

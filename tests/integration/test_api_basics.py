@@ -319,48 +319,6 @@ def test_analysis_creation_refusals_and_settings(
     assert err.value.response.status_code == 404
 
 
-def test_analysis_copy_and_data_files(
-    api_server: ApiServer, registry: Registry, synth_dir: Path
-) -> None:
-    from oasis_keda.runtime.synth import analysis_settings
-
-    registry.register(
-        "synth", supplier_id="OasisKeda", model_name="Synth", model_dir=str(synth_dir)
-    )
-    client = _client(api_server)
-    client.portfolios.create("p")
-    client.portfolios.location_file.post(1, io.BytesIO(LOCATION_CSV), content_type="text/csv")
-    client.analyses.create("a", 1, 1)
-    client.analyses.settings.post(1, analysis_settings())
-    client.analyses.chunking_configuration.post(1, {"fixed_analysis_chunks": 6})
-    copied = client.analyses.copy(1)
-    assert copied.status_code == 200, copied.text
-    c = copied.json()
-    assert (c["id"], c["name"], c["status"], c["portfolio"], c["model"]) == (
-        2,
-        "a - Copy",
-        "NEW",
-        1,
-        1,
-    )
-    assert client.analyses.settings.get(2).json() == client.analyses.settings.get(1).json()
-    assert client.analyses.chunking_configuration.get(2).json()["fixed_analysis_chunks"] == 6
-    s = api_server.session()
-    named = s.post(f"{api_server.url}/v2/analyses/1/copy/", json={"name": "b"}, timeout=5)
-    assert named.json()["name"] == "b"
-    bad = s.post(f"{api_server.url}/v2/analyses/1/copy/", json={"portfolio": 9}, timeout=5)
-    assert bad.status_code == 400 and "portfolio" in bad.json(), bad.text
-    assert s.post(f"{api_server.url}/v2/analyses/9/copy/", json={}, timeout=5).status_code == 404
-    assert [a["id"] for a in client.analyses.get().json()] == [1, 2, 3]
-    assert client.analyses.run_progress.get(2).json() == {"Status": "0/0 gul stages complete"}
-    # complex model data files: none, and none can be made
-    assert client.analyses.data_files(1).json() == []
-    assert client.models.data_files(1).json() == []
-    assert client.data_files.get().json() == []
-    r = s.post(f"{api_server.url}/v2/data_files/", json={"file_description": "x"}, timeout=5)
-    assert r.status_code == 400 and "not supported" in r.text, r.text
-
-
 def test_sub_task_logs_are_plain_text_attachments(
     api_server: ApiServer, registry: Registry, synth_dir: Path
 ) -> None:
