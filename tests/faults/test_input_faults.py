@@ -2,9 +2,10 @@
 killed mid-chunk (real redis-server, controller, worker and API processes; the CLI as a
 user types it).
 
-Covers: each bad location file (a first line over 128 KiB, empty, only a header, not
-UTF-8) ends ``oasis-keda analyses generate --wait`` in INPUTS_GENERATION_ERROR with the
-message printed, in seconds, and nothing stays queued; out-of-range values are refused by
+Covers: each bad location file is refused with its message: an empty file or one not in
+UTF-8 by ``analyses create`` (nothing is recorded); a first line over 128 KiB or only a
+header ends ``oasis-keda analyses generate --wait`` in INPUTS_GENERATION_ERROR, in seconds,
+and nothing stays queued; out-of-range values are refused by
 the CLI and the API with the same message, nothing is stored, the scaler keeps answering
 from the stored configuration and the manifests stay in int32; a worker SIGKILLed
 mid-chunk: the chunk runs again elsewhere, its record shows the retry, the analysis
@@ -29,6 +30,7 @@ import yaml
 
 from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
+from oasis_keda.core.store import Analysis
 from oasis_keda.runtime.embedded_redis import EmbeddedRedis
 from task_controller.scratch_cleanup import scratch_dir
 from tests.faults.conftest import record
@@ -52,20 +54,28 @@ def _oasis_keda(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: Each bad file: its bytes, where it is refused (``create``: by ``analyses create``, which
+#: reads the format and the columns; ``generate``: by the dispatch that counts its rows), and
+#: the message.
 BAD_FILES = {
     "first line over 128 KiB": (
         f"{HEADER},{'x' * (129 * 1024)}\n1,1,1,GB,WTC,GBP,1\n".encode(),
+        "generate",
         "field larger than field limit",
     ),
-    "empty": (b"", "is empty"),
-    "only a header": (f"{HEADER}\n".encode(), "has a header but no location rows"),
-    "not UTF-8": (f"{HEADER}\n1,1,1,GB,WTC,GBP\n".encode("utf-16"), "is unreadable: 'utf-8'"),
+    "empty": (b"", "create", "is neither CSV (UTF-8 text with a header row) nor parquet"),
+    "only a header": (f"{HEADER}\n".encode(), "generate", "has a header but no location rows"),
+    "not UTF-8": (
+        f"{HEADER}\n1,1,1,GB,WTC,GBP\n".encode("utf-16"),
+        "create",
+        "is neither CSV (UTF-8 text with a header row) nor parquet",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_location_files_end_in_error(stack: Stack, tmp_path: Path, case: str) -> None:
-    content, message = BAD_FILES[case]
+    content, where, message = BAD_FILES[case]
     Registry(stack.controller.client).register(MODEL)
     stack.start_controller()
     location = tmp_path / "location.csv"
@@ -73,6 +83,13 @@ def test_bad_location_files_end_in_error(stack: Stack, tmp_path: Path, case: str
     created = _oasis_keda(
         stack, "analyses", "create", "a", "--model", MODEL, "--locations", str(location)
     )
+    if where == "create":
+        assert created.returncode != 0
+        assert message in created.stderr and str(location) in created.stderr
+        with stack.controller.sessions() as session:
+            assert session.query(Analysis).count() == 0  # nothing half-written
+        record(f"bad location file: {case}", refused_at="analyses create")
+        return
     assert created.returncode == 0, created.stderr
     analysis_id = created.stdout.strip().splitlines()[-1]
     started = time.monotonic()
@@ -138,7 +155,7 @@ def test_worker_sigkill_mid_chunk_is_retried_and_recorded(
     stack.start_controller()
     worker = stack.start_worker(MODEL)
     location = tmp_path / "location.csv"
-    location.write_text("LocNumber\n1\n")
+    location.write_text(f"{HEADER},Latitude,Longitude\n1,1,1,GB,WTC,GBP,52.1,-0.2\n")
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=location)
     stack.controller.request(analysis_id, "noop", options={"noop_chunks": 3, "noop_sleep_s": 3})
     running: list[str] = []
