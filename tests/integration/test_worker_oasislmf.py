@@ -166,7 +166,7 @@ def test_worker_killed_after_a_loss_chunk_outputs_equal_oasislmf(
     ("content", "expected"),
     [
         (None, "Latitude"),  # filled in below: a non-numeric latitude
-        pytest.param("", "empty", marks=pytest.mark.slow),
+        # (an empty file never gets this far: analyses create refuses it, test_bad_input)
     ],
 )
 def test_bad_input_ends_in_inputs_generation_error(
