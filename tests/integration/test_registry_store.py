@@ -9,7 +9,8 @@ the missing models; the sync brings back models, configurations and the global w
 limit, and moves the primary-key counter past every known key; a change made in Redis only
 (as the kubectl plugin does) is copied into the database; a copy that Redis lost newer
 writes of is rolled forward; a deleted model found in an older Redis copy is dropped;
-``oasis-keda status`` exits non-zero when Redis cannot be reached.
+``oasis-keda status`` exits non-zero when Redis cannot be reached; a record that cannot
+be read is left alone.
 """
 
 from __future__ import annotations
@@ -161,3 +162,14 @@ def test_status_exits_non_zero_when_redis_is_unreachable(db_url: str) -> None:
     )
     assert result.exit_code != 0
     assert "Error: Redis unreachable" in result.output
+
+
+def test_an_unreadable_record_is_left_alone(
+    registry: Registry, redis_client: redis.Redis, sessions: sessionmaker[Session]
+) -> None:
+    registry.register("alpha")
+    redis_client.hset(keys.MODELS, "broken", "{ not json")
+    result = sync(redis_client, RegistryStore(sessions))  # does not raise
+    assert result.saved == 0
+    assert redis_client.hget(keys.MODELS, "broken") == b"{ not json"
+    assert "broken" not in RegistryStore(sessions).models()
