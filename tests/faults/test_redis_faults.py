@@ -41,7 +41,10 @@ def _run_with_restart(
     stack.start_controller()
     stack.start_worker(MODEL)
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber,Latitude,Longitude\n1,52.1,-0.2\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+        "1,A1,1,GB,WTC,GBP,52.1,-0.2\n"
+    )
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=locations)
     stack.controller.request(analysis_id, "noop", options={"noop_chunks": 4, "noop_sleep_s": 2})
     wait_for(
