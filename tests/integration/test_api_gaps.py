@@ -10,7 +10,6 @@ carries a safe name; a refresh token is good for one refresh.
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +113,12 @@ def _parquet(tmp_path: Path, columns: dict[str, list[str]]) -> bytes:
 @pytest.mark.parametrize(
     ("field", "data", "name", "ctype", "message"),
     [
-        ("location_file", b"\x00\x01\x02binary", "l.csv", "text/csv", "binary content|neither CSV"),
-        ("location_file", f"{HEADER}\n1,A,L,GB,WTC,GBP\xe9\n".encode("latin-1"), "l.csv", "text/csv", "not UTF-8: byte|neither CSV"),
-        ("location_file", HEADER.replace(",", ";").encode() + b"\n", "l.csv", "text/csv", "semicolon-separated|missing required OED column"),
-        ("location_file", b"PortNumber,AccNumber\n1,A\n", "l.csv", "text/csv", r"missing required OED column\(s\): .*LocNumber"),
-        ("accounts_file", b"AccNumber\nA\n", "a.csv", "text/csv", r"missing required OED column\(s\): PortNumber"),
-        ("location_file", b"not a parquet file at all", "l.parquet", "application/octet-stream", "not a parquet file|neither CSV|missing required OED column"),
+        ("location_file", b"\x00\x01\x02binary", "l.csv", "text/csv", "binary content"),
+        ("location_file", f"{HEADER}\n1,A,L,GB,WTC,GBP\xe9\n".encode("latin-1"), "l.csv", "text/csv", "not UTF-8: byte"),
+        ("location_file", HEADER.replace(",", ";").encode() + b"\n", "l.csv", "text/csv", "semicolon-separated"),
+        ("location_file", b"PortNumber,AccNumber\n1,A\n", "l.csv", "text/csv", "missing required OED column(s): LocNumber"),
+        ("accounts_file", b"AccNumber\nA\n", "a.csv", "text/csv", "missing required OED column(s): PortNumber"),
+        ("location_file", b"not a parquet file at all", "l.parquet", "application/octet-stream", "not a parquet file"),
     ],
     ids=["binary", "latin-1", "semicolons", "columns", "accounts-columns", "parquet-magic"],
 )  # fmt: skip
@@ -128,8 +127,7 @@ def test_upload_content_is_checked(
 ) -> None:
     r = _upload(portfolio, field, data, name, ctype)
     assert r.status_code == 400
-    # the words name the problem (another check of the same content may say it first)
-    assert re.search(message, r.json()["file"][0]), r.json()
+    assert message in r.json()["file"][0]
     got = portfolio.session().get(f"{portfolio.url}/v2/portfolios/1/").json()
     assert got[field] is None
     storage = portfolio.settings.core.storage_dir
