@@ -3,9 +3,8 @@ killed mid-chunk (real redis-server, controller, worker and API processes; the C
 user types it).
 
 Covers: each bad location file (a first line over 128 KiB, empty, only a header, not
-UTF-8) is refused by ``oasis-keda analyses create`` with a message, or ends
-``oasis-keda analyses generate --wait`` in INPUTS_GENERATION_ERROR with the message
-printed, in seconds, and nothing stays queued; out-of-range values are refused by
+UTF-8) ends ``oasis-keda analyses generate --wait`` in INPUTS_GENERATION_ERROR with the
+message printed, in seconds, and nothing stays queued; out-of-range values are refused by
 the CLI and the API with the same message, nothing is stored, the scaler keeps answering
 from the stored configuration and the manifests stay in int32; a worker SIGKILLed
 mid-chunk: the chunk runs again elsewhere, its record shows the retry, the analysis
@@ -74,10 +73,7 @@ def test_bad_location_files_end_in_error(stack: Stack, tmp_path: Path, case: str
     created = _oasis_keda(
         stack, "analyses", "create", "a", "--model", MODEL, "--locations", str(location)
     )
-    if created.returncode != 0:  # refused before anything is stored: as good, if it says why
-        assert "location" in created.stderr.lower(), created.stderr
-        record(f"bad location file: {case}", refused_at="create")
-        return
+    assert created.returncode == 0, created.stderr
     analysis_id = created.stdout.strip().splitlines()[-1]
     started = time.monotonic()
     generated = _oasis_keda(stack, "analyses", "generate", analysis_id, "--wait", "--timeout", "60")
@@ -142,7 +138,7 @@ def test_worker_sigkill_mid_chunk_is_retried_and_recorded(
     stack.start_controller()
     worker = stack.start_worker(MODEL)
     location = tmp_path / "location.csv"
-    location.write_text(f"{HEADER}\n1,A1,1,GB,WTC,GBP\n")
+    location.write_text("LocNumber\n1\n")
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=location)
     stack.controller.request(analysis_id, "noop", options={"noop_chunks": 3, "noop_sleep_s": 3})
     running: list[str] = []

@@ -42,8 +42,8 @@ def _run_with_restart(
     stack.start_worker(MODEL)
     locations = tmp_path / "location.csv"
     locations.write_text(
-        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
-        "1,A1,1,GB,WTC,GBP,52.1,-0.2\n"
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,"
+        "Longitude\n1,1,1,GB,WTC,GBP,52.1,-0.2\n"
     )
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=locations)
     stack.controller.request(analysis_id, "noop", options={"noop_chunks": 4, "noop_sleep_s": 2})
