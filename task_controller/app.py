@@ -115,10 +115,19 @@ def sync_registry(dispatcher: Dispatcher) -> None:
 def reconcile(dispatcher: Dispatcher, lost: LostQueue | None = None) -> None:
     """Make the registry cache whole, then every model's main-task marks equal what the
     records say is in progress; with ``lost``, send again what the broker lost."""
-    sync_registry(dispatcher)
-    if lost is not None:
-        lost.sweep()
-    remove_dead_scratch(dispatcher.client, janitor_queues(dispatcher))
+    parts: list[tuple[str, Callable[[], object]]] = [
+        ("registry sync", lambda: sync_registry(dispatcher)),
+        ("lost queue", lambda: lost.sweep() if lost is not None else None),
+        (
+            "temporary directories",
+            lambda: remove_dead_scratch(dispatcher.client, janitor_queues(dispatcher)),
+        ),
+    ]
+    for name, part in parts:  # one failing part never keeps the others from running
+        try:
+            part()
+        except Exception:
+            logger.exception("janitor: %s failed", name)
     model_ids = [m.model_id for m in Registry(dispatcher.client).list()]
     with dispatcher.sessions.begin() as session:
         added, removed = records.reconcile_main_tasks(session, dispatcher.client, model_ids)

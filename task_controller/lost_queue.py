@@ -8,8 +8,9 @@ analysis would stay in progress for ever. Each janitor pass (:meth:`LostQueue.sw
 * takes the sub-tasks of the runs in progress that are QUEUED or STARTED since longer than
   the grace period, and keeps those whose task id is on no live task lease, in no
   ``unacked`` message and in no priority list of their queue (one Lua scan in Redis);
-* acts only on a sub-task found nowhere on two passes in a row (a message between a
-  worker's fetch and its lease is never taken for lost);
+* acts only on a sub-task found nowhere on every pass for the grace period (a message
+  between a worker's fetch and its lease is never taken for lost, nor a running chunk
+  whose worker's heartbeat writes its lease again after Redis lost it);
 * sends the stage again from the earliest lost step, with the recorded task ids: from that
   step if it comes before the chunks (what follows it travels in its message, so was lost
   with it), else the chord of every chunk and the steps after it (the chord's count and
@@ -27,11 +28,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections import defaultdict
 from typing import Any, cast
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from oasis_keda.core import keys
 from oasis_keda.core.stages import spec_for, stage_of_status
@@ -75,7 +77,8 @@ class LostQueue:
         self.client: redis.Redis = dispatcher.client
         self.grace_s = grace_s
         self._find = self.client.register_script(_FIND_LUA)
-        self._suspects: set[str] = set()
+        #: task id -> when it was first found nowhere (monotonic seconds)
+        self._suspects: dict[str, float] = {}
 
     # -- where a task id can be -----------------------------------------------------------
 
@@ -115,6 +118,8 @@ class LostQueue:
                     SubTask.run_number == Analysis.run_number,
                     SubTask.status.in_([SubTaskStatus.QUEUED.value, SubTaskStatus.STARTED.value]),
                     SubTask.task_id.is_not(None),
+                    func.coalesce(SubTask.start_time, SubTask.queue_time, SubTask.pending_time)
+                    < cutoff,
                 )
             ).all()
             waiting = self._waiting_main_tasks(session, cutoff)
@@ -133,9 +138,15 @@ class LostQueue:
             self._nowhere(keys.CONTROLLER_QUEUE, set(waiting), unacked) if waiting else set()
         )
         lost_main = {t for t in lost_main if waiting[t][1] < cutoff}
-        # only what was already missing at the previous pass
-        confirmed = (lost | lost_main) & self._suspects
-        self._suspects = lost | lost_main
+        # only what has been missing for the grace period, on every pass since: a live
+        # worker's heartbeat writes its leases again within one lease TTL
+        now = time.monotonic()
+        self._suspects = {t: self._suspects.get(t, now) for t in lost | lost_main}
+        confirmed = {
+            t for t, since in self._suspects.items() if since < now and now - since >= self.grace_s
+        }
+        for task_id in confirmed:
+            del self._suspects[task_id]
         acted = 0
         for analysis_id in sorted({analysis_of[t] for t in confirmed if t in analysis_of}):
             acted += self._heal(analysis_id, cutoff, confirmed)
@@ -199,6 +210,7 @@ class LostQueue:
                 start = before.index(first.slug) if first.slug in before else len(before)
                 for sub in gone:
                     sub.status = SubTaskStatus.QUEUED.value
+                    sub.queue_time = utcnow()
                     sub.retry_count += 1
                     sub.retry_log = (sub.retry_log or "") + (
                         f"retry {sub.retry_count}: the queue was lost (found neither in the "

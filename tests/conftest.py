@@ -2,8 +2,9 @@
 
 The server is the one named by ``OASIS_KEDA_REDIS_URL`` (``make test`` starts one), or an
 embedded one started for the session. Each test that asks for ``redis_url`` gets a
-flushed database. Every test gets its own records database (``OASIS_KEDA_DATABASE_URL``
-in a temporary directory), so that the registry's copy there never leaks between tests.
+flushed database. A test that runs registry commands of the CLI in this process asks for
+``records_env``: its own records database, so that the registry's copy there (which the
+CLI writes, and reads back when Redis has lost the registry) never leaks between tests.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from oasis_keda.runtime.embedded_redis import EmbeddedRedis
 TEST_DB = 9
 
 
-@pytest.fixture(autouse=True)
-def _own_records_database(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def records_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment naming a records database of this test only."""
     path = tmp_path_factory.mktemp("records") / "records.sqlite3"
-    monkeypatch.setenv("OASIS_KEDA_DATABASE_URL", f"sqlite:///{path}")
+    return {"OASIS_KEDA_DATABASE_URL": f"sqlite:///{path}"}
 
 
 @pytest.fixture(scope="session")

@@ -222,7 +222,7 @@ def _exact_type(response: Response, content_type: str) -> Response:
 def content_disposition(filename: str) -> str:
     """``attachment`` with a safe name: the last path part of the uploader's name, without
     control characters; an ASCII ``filename`` (anything else as ``_``) and the exact name
-    percent-encoded in ``filename*`` (RFC 6266), so no quote, newline or path reaches the
+    percent-encoded in ``filename*`` (UTF-8), so no quote, newline or path reaches the
     header."""
     base = PurePosixPath(filename.replace("\\", "/")).name
     clean = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".") or "download"

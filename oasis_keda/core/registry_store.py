@@ -131,6 +131,15 @@ def _modified(raw: str) -> str:
         return ""
 
 
+def _pk(raw: str) -> int | None:
+    """The record's primary key; None for a record that cannot be read (left alone: the
+    scaler reports it, and a sync never copies or drops it)."""
+    try:
+        return int(json.loads(raw)["pk"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def sync(client: redis.Redis, store: RegistryStore) -> SyncResult:
     """Make the Redis cache and the database equal (the rules are in the module's doc)."""
     with client.pipeline() as pipe:
@@ -141,24 +150,41 @@ def sync(client: redis.Redis, store: RegistryStore) -> SyncResult:
                 continue
 
 
-def _sync_once(pipe: redis.client.Pipeline, store: RegistryStore) -> SyncResult:
-    pipe.watch(keys.MODELS, keys.REGISTRY_LOADED, keys.SETTINGS, MODELS_NEXT_PK)  # type: ignore[no-untyped-call]
-    loaded = bool(pipe.exists(keys.REGISTRY_LOADED))
-    cached = {_text(k): _text(v) for k, v in pipe.hgetall(keys.MODELS).items()}
-    stored = store.models()
+def _compare(
+    cached: dict[str, str], stored: dict[str, StoredModel], store: RegistryStore
+) -> tuple[dict[str, StoredModel], dict[str, int], int]:
+    """Model by model, the newer copy wins: newer in Redis is saved to the database now;
+    returned are the models to write back to Redis, those to drop from it (deleted since),
+    and how many were saved."""
     back: dict[str, StoredModel] = {}
     drop: dict[str, int] = {}
     saved = 0
     for model_id in cached.keys() | stored.keys():
         raw, copy = cached.get(model_id), stored.get(model_id)
-        if raw is not None and (copy is None or _modified(raw) > copy.modified):
-            store.save(model_id, int(json.loads(raw)["pk"]), raw, _modified(raw))
+        if raw is None:
+            if copy is not None and copy.record:
+                back[model_id] = copy
+            continue
+        pk = _pk(raw)
+        if pk is None:  # unreadable: left alone
+            continue
+        if copy is None or _modified(raw) > copy.modified:
+            store.save(model_id, pk, raw, _modified(raw))
             saved += 1
-        elif copy is not None and raw != (copy.record or None) and copy.modified:
+        elif raw != copy.record:
             if copy.record:
                 back[model_id] = copy
-            elif raw is not None:
-                drop[model_id] = int(json.loads(raw)["pk"])
+            else:
+                drop[model_id] = pk
+    return back, drop, saved
+
+
+def _sync_once(pipe: redis.client.Pipeline, store: RegistryStore) -> SyncResult:
+    pipe.watch(keys.MODELS, keys.REGISTRY_LOADED, keys.SETTINGS, MODELS_NEXT_PK)  # type: ignore[no-untyped-call]
+    loaded = bool(pipe.exists(keys.REGISTRY_LOADED))
+    cached = {_text(k): _text(v) for k, v in pipe.hgetall(keys.MODELS).items()}
+    stored = store.models()
+    back, drop, saved = _compare(cached, stored, store)
     limit = pipe.hget(keys.SETTINGS, keys.SETTING_GLOBAL_WORKER_LIMIT)
     settings = store.settings()
     next_pk = int(pipe.get(MODELS_NEXT_PK) or 0)

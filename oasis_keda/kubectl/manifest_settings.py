@@ -13,6 +13,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
+#: Kubernetes' int32 fields (replica counts, periods, thresholds) hold at most this.
+INT32_MAX = 2**31 - 1
+#: The most worker processes one pod may run (``--concurrency``).
+MAX_CONCURRENCY = 256
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WorkerManifestSettings:
@@ -85,16 +90,17 @@ class WorkerManifestSettings:
     """TriggerAuthentication name for mTLS to the scaler; empty = plaintext gRPC."""
 
     def __post_init__(self) -> None:
-        # the bounds the API server would enforce (stabilization windows <= 1 hour), and
-        # the ones that make no sense for a worker (a poll every 0 s, no worker process)
+        # the bounds the API server would enforce (int32 fields, stabilization windows
+        # <= 1 hour), and the ones that make no sense for a worker (a poll every 0 s, no
+        # worker process, more processes than MAX_CONCURRENCY)
         checks = {
-            "polling_interval_s": self.polling_interval_s >= 1,
-            "cooldown_period_s": self.cooldown_period_s >= 0,
+            "polling_interval_s": 1 <= self.polling_interval_s <= INT32_MAX,
+            "cooldown_period_s": 0 <= self.cooldown_period_s <= INT32_MAX,
             "scale_down_stabilization_s": 0 <= self.scale_down_stabilization_s <= 3600,
             "scale_up_stabilization_s": 0 <= self.scale_up_stabilization_s <= 3600,
-            "fallback_failure_threshold": self.fallback_failure_threshold >= 1,
-            "termination_grace_period_s": self.termination_grace_period_s >= 1,
-            "concurrency": self.concurrency >= 1,
+            "fallback_failure_threshold": 1 <= self.fallback_failure_threshold <= INT32_MAX,
+            "termination_grace_period_s": 1 <= self.termination_grace_period_s <= INT32_MAX,
+            "concurrency": 1 <= self.concurrency <= MAX_CONCURRENCY,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -22,12 +22,17 @@ from tests.scaler_support import desired, running_scaler, scaler_stub
 
 
 async def test_scaling_posted_over_http_changes_the_scalers_next_answer(
-    api_server: ApiServer, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+    api_server: ApiServer,
+    redis_url: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    records_env: dict[str, str],
 ) -> None:
     model_dir = write_synthetic_model(tmp_path / "model", locations=3, events=5).root
     result = CliRunner().invoke(
         cli,
         ["models", "register", "synth", "--model-dir", str(model_dir), "--redis-url", redis_url],
+        env=records_env,
     )
     assert result.exit_code == 0, result.output
     client = api_server.client()

@@ -27,11 +27,13 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def run(redis_url: str) -> Invoke:
+def run(redis_url: str, records_env: dict[str, str]) -> Invoke:
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
-        return runner.invoke(cli, list(args), env={"OASIS_KEDA_REDIS_URL": redis_url})
+        return runner.invoke(
+            cli, list(args), env={"OASIS_KEDA_REDIS_URL": redis_url, **records_env}
+        )
 
     return invoke
 

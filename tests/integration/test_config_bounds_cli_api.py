@@ -38,6 +38,7 @@ def test_cli_and_api_refuse_alike(
     kind: str,
     body: dict[str, Any],
     field: str,
+    records_env: dict[str, str],
 ) -> None:
     registry = Registry(redis_client)
     registry.register("m1", supplier_id="S", model_name="M", version_id="1")
@@ -52,7 +53,7 @@ def test_cli_and_api_refuse_alike(
     result = CliRunner().invoke(
         cli,
         ["models", kind, "m1", "--set", json.dumps(body)],
-        env={"OASIS_KEDA_REDIS_URL": redis_url},
+        env={"OASIS_KEDA_REDIS_URL": redis_url, **records_env},
     )
     assert result.exit_code != 0
     assert f"{field}: {api_message}" in result.output
@@ -62,9 +63,12 @@ def test_cli_and_api_refuse_alike(
     assert (after.scaling, after.chunking) == (before.scaling, before.chunking)
 
 
-def test_the_global_worker_limit_is_bounded(redis_url: str, redis_client: redis.Redis) -> None:
+def test_the_global_worker_limit_is_bounded(
+    redis_url: str, redis_client: redis.Redis, records_env: dict[str, str]
+) -> None:
     def run(*args: str) -> Any:
-        return CliRunner().invoke(cli, list(args), env={"OASIS_KEDA_REDIS_URL": redis_url})
+        env = {"OASIS_KEDA_REDIS_URL": redis_url, **records_env}
+        return CliRunner().invoke(cli, list(args), env=env)
 
     assert run("settings", "global-worker-limit", str(MAX_WORKERS)).exit_code == 0
     refused = run("settings", "global-worker-limit", str(MAX_WORKERS + 1))

@@ -21,6 +21,7 @@ from oasis_keda.core import keys
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.stages import INPUTS
 from task_controller import dispatch as dispatch_module
+from task_controller import records
 from tests.stack_support import Stack, running_stack
 
 MODEL = "dispatch-model"
@@ -36,9 +37,17 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 
 def _dispatch_inputs(stack: Stack, tmp_path: Path, content: bytes) -> int:
+    """Dispatch the inputs stage of an analysis whose stored location file holds
+    ``content`` (written over a good file after creation: the dispatch must cope with
+    whatever it finds, whatever checks came before)."""
     location = tmp_path / "location.csv"
-    location.write_bytes(content)
+    location.write_text(f"{HEADER}\n{ROW}\n")
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=location)
+    with stack.controller.sessions() as session:
+        stored = records.get_analysis(session, analysis_id).portfolio.location_file
+        assert stored is not None
+        path = stack.controller.storage.abspath(stored.path)
+    path.write_bytes(content)
     run = stack.controller.request(analysis_id, INPUTS)
     assert stack.dispatcher().dispatch(analysis_id, run, INPUTS, {}) == 0
     return analysis_id

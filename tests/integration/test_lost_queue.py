@@ -35,7 +35,10 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 def _request(stack: Stack, tmp_path: Path, **options: object) -> int:
     locations = tmp_path / "location.csv"
-    locations.write_text("LocNumber,Latitude,Longitude\n1,52.1,-0.2\n")
+    locations.write_text(
+        "PortNumber,AccNumber,LocNumber,CountryCode,LocPerilsCovered,LocCurrency,Latitude,Longitude\n"
+        "1,A1,1,GB,WTC,GBP,52.1,-0.2\n"
+    )
     analysis_id = stack.controller.create_analysis("a", model_id=MODEL, location_file=locations)
     stack.controller.request(analysis_id, "noop", options=dict(options))
     return analysis_id
@@ -55,7 +58,11 @@ def test_a_lost_first_step_is_queued_again(
     stack.start_controller()
     analysis_id = _request(stack, tmp_path, noop_chunks=2)
     wait_for(
-        lambda: stack.subtasks(analysis_id) and stack.subtasks(analysis_id)[0].status == "QUEUED",
+        lambda: (
+            bool(stack.subtasks(analysis_id))
+            and stack.subtasks(analysis_id)[0].status == "QUEUED"
+            and any(redis_client.llen(q) for q in keys.queue_lists(QUEUE))
+        ),
         30,
         "the first step queued",
     )
@@ -107,6 +114,8 @@ def test_past_the_budget_the_stage_fails_saying_the_queue_was_lost(
                     bool(stack.subtasks(analysis_id))
                     and stack.subtasks(analysis_id)[0].status == "QUEUED"
                     and stack.subtasks(analysis_id)[0].retry_count == attempt
+                    # recorded before it is sent: wait for the message itself
+                    and any(redis_client.llen(q) for q in keys.queue_lists(QUEUE))
                 )
                 or stack.analysis(analysis_id).status == "INPUTS_GENERATION_ERROR"
             ),

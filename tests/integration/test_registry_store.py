@@ -8,7 +8,9 @@ answers UNAVAILABLE (not NOT_FOUND, not 0) and ``oasis-keda status`` exits non-z
 the missing models; the sync brings back models, configurations and the global worker
 limit, and moves the primary-key counter past every known key; a change made in Redis only
 (as the kubectl plugin does) is copied into the database; a copy that Redis lost newer
-writes of is rolled forward; a deleted model found in an older Redis copy is dropped.
+writes of is rolled forward; a deleted model found in an older Redis copy is dropped;
+``oasis-keda status`` exits non-zero when Redis cannot be reached; a record that cannot
+be read is left alone.
 """
 
 from __future__ import annotations
@@ -142,3 +144,32 @@ def test_changes_flow_both_ways_by_age(
     redis_client.hset(keys.MODELS, "beta", stale)
     assert sync(redis_client, store).dropped == 1
     assert {m.model_id for m in registry.list()} == {"alpha"}
+
+
+def test_status_exits_non_zero_when_redis_is_unreachable(db_url: str) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens
+    result = CliRunner().invoke(
+        cli,
+        ["status"],
+        env={
+            "OASIS_KEDA_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "OASIS_KEDA_DATABASE_URL": db_url,
+        },
+    )
+    assert result.exit_code != 0
+    assert "Error: Redis unreachable" in result.output
+
+
+def test_an_unreadable_record_is_left_alone(
+    registry: Registry, redis_client: redis.Redis, sessions: sessionmaker[Session]
+) -> None:
+    registry.register("alpha")
+    redis_client.hset(keys.MODELS, "broken", "{ not json")
+    result = sync(redis_client, RegistryStore(sessions))  # does not raise
+    assert result.saved == 0
+    assert redis_client.hget(keys.MODELS, "broken") == b"{ not json"
+    assert "broken" not in RegistryStore(sessions).models()

@@ -4,7 +4,8 @@ Covers: each field's maximum accepted and one above it refused with a message na
 maximum; values written out as huge integers (10**14 workers, 10**30 chunks) refused;
 chunks_per_worker between 1 and MAX_CHUNKS; a partial update past a maximum leaves the
 configuration as it was; the planner refuses a stage planned above MAX_CHUNKS; the
-manifest's replica counts never pass MAX_WORKERS (a Kubernetes int32).
+manifest's replica counts never pass MAX_WORKERS (a Kubernetes int32), nor its timings
+an int32, nor a worker's concurrency MAX_CONCURRENCY.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from oasis_keda.core.config import (
     update_config,
 )
 from oasis_keda.core.errors import ConfigError
+from oasis_keda.kubectl.manifest_settings import MAX_CONCURRENCY, WorkerManifestSettings
 from oasis_keda.kubectl.manifests import replica_bounds
 from task_controller.chunking import PlanError, plan_losses
 
@@ -104,3 +106,19 @@ def test_manifest_replica_counts_stay_within_int32() -> None:
     )
     with pytest.raises(ValueError, match="maxReplicaCount 3000000000 is above the maximum"):
         replica_bounds(unchecked)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("polling_interval_s", 2**31),
+        ("cooldown_period_s", 2**31),
+        ("fallback_failure_threshold", 2**31),
+        ("termination_grace_period_s", 2**31),
+        ("concurrency", MAX_CONCURRENCY + 1),
+    ],
+)
+def test_manifest_settings_stay_within_their_maxima(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorkerManifestSettings(**{field: value})
+    WorkerManifestSettings(**{field: value - 1})  # the maximum itself is accepted
