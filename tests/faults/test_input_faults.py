@@ -99,7 +99,8 @@ def test_bad_location_files_end_in_error(stack: Stack, tmp_path: Path, case: str
     assert "INPUTS_GENERATION_ERROR" in generated.stderr
     assert message in generated.stderr
     client = stack.controller.client
-    assert not client.hlen(keys.main_tasks(MODEL))  # the scaler sees no work left
+    # the scaler sees no work left (the mark goes just after the error status is written)
+    wait_for(lambda: not client.hlen(keys.main_tasks(MODEL)), 5, "the main task to be cleared")
     assert all(client.llen(q) == 0 for q in keys.queue_lists(keys.default_queue(MODEL)))
     record(f"bad location file: {case}", error_after_s=round(took_s, 1))
 
