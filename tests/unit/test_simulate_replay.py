@@ -19,9 +19,10 @@ import pytest
 
 from oasis_keda.runtime import keda
 from oasis_keda.runtime.simulate import workload as wl
-from oasis_keda.runtime.simulate.engine import SimSettings, simulate
+from oasis_keda.runtime.simulate.engine import simulate
 from oasis_keda.runtime.simulate.policies import Configuration, model_spec
 from oasis_keda.runtime.simulate.results import SimResult
+from oasis_keda.runtime.simulate.sim_settings import SimSettings
 from scaler.strategies import ModelState, desired_workers
 
 HISTORY = Path(__file__).resolve().parent.parent / "data" / "sim_recorded.jsonl"
@@ -44,7 +45,7 @@ EXPECTED = [
     (9.0, "poll", 1, 2, 2, 2, 2, 2, "Active"),
     (10.0, "poll", 0, 2, 2, 2, 2, 2, "Active"),
     # analysis 1 between its stages: the answer dips to 1, the 15 s window holds 2
-    (11.0, "poll", 0, 1, 1, 2, 1, 2, "Active"),
+    (11.0, "poll", 0, 1, 2, 2, 1, 2, "Active"),  # analysis 1 between its stages: its mark stays
     (11.1, "push", 1, 1, 2, 2, 1, 2, "Push/Active"),  # its loss stage is requested
     (12.0, "poll", 5, 2, 2, 2, 3, 3, "DesiredWithinRange"),  # 6 loss chunks + 1 step
     (13.0, "poll", 4, 3, 2, 3, 3, 3, "Active"),

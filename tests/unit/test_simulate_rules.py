@@ -25,7 +25,7 @@ from oasis_keda.core.config import ScalingConfig
 from oasis_keda.core.errors import ConfigError
 from oasis_keda.runtime import keda
 from oasis_keda.runtime.simulate import workload as wl
-from oasis_keda.runtime.simulate.engine import SimSettings, simulate
+from oasis_keda.runtime.simulate.engine import simulate
 from oasis_keda.runtime.simulate.policies import (
     Configuration,
     ModelView,
@@ -33,6 +33,7 @@ from oasis_keda.runtime.simulate.policies import (
     parse_configuration,
 )
 from oasis_keda.runtime.simulate.results import percentile
+from oasis_keda.runtime.simulate.sim_settings import SimSettings
 from scaler.strategies import ModelState
 
 DYNAMIC = ScalingConfig(scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=1, worker_count_max=4)
@@ -232,3 +233,15 @@ def test_oasis_controller_hands_out_its_limit_first_come_first_served() -> None:
     # the early model takes the 3 it asks, the late one what is left of 5
     assert controller_answers(views, 5) == {"early": 3, "late": 2}
     assert controller_answers(views, None) == {"early": 3, "late": 4}
+
+
+def test_planned_work_counts_later_phases_and_stages() -> None:
+    """The simulated scaler sees an analysis's whole planned work (its later phases and its
+    loss stage) from its first stage on, as the controller records it."""
+    stages = (
+        wl.StageWork(stage="inputs", phases=((1.0,), (5.0,) * 4, (1.0,))),
+        wl.StageWork(stage="losses", phases=((1.0,), (5.0,) * 6, (1.0,)), gap_s=0.5),
+    )
+    work = wl.AnalysisWork(analysis_id=1, model_id="m", arrival_s=0.0, stages=stages)
+    assert wl.planned_subtasks(work, 0, 0, 1, queued=True) == 1 + 4 + 1 + (1 + 6 + 1)
+    assert wl.planned_subtasks(work, 1, 0, 0, queued=False) == 1 + 6 + 1  # between the stages

@@ -9,9 +9,10 @@ Redis list-length rule, the Oasis worker controller's); :mod:`.engine` runs the 
 
 from __future__ import annotations
 
-from oasis_keda.runtime.simulate.engine import SimSettings, simulate
+from oasis_keda.runtime.simulate.engine import simulate
 from oasis_keda.runtime.simulate.policies import Configuration, parse_configuration
 from oasis_keda.runtime.simulate.results import SimResult, Step
+from oasis_keda.runtime.simulate.sim_settings import SimSettings
 from oasis_keda.runtime.simulate.workload import Workload
 
 __all__ = [

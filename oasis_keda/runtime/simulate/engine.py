@@ -12,7 +12,9 @@ in docs/SIMULATOR.md:
 * a scale-down is a warm shutdown: a still-starting or idle victim exits at once, a busy
   one finishes its sub-task then exits, unless its grace period ends first: then the
   sub-task is killed and goes back to the head of the queue (work killed);
-* the policy picks replicas (:mod:`.policies`); at equal times, ends come before polls.
+* the policy picks replicas (:mod:`.policies`); at equal times, ends come before polls;
+* the scaler sees an analysis's planned work (``count_planned``) and keeps its mark between
+  its stages, as the task controller records them.
 
 Nothing reads a clock: the same workload and configuration give the same result.
 """
@@ -26,40 +28,15 @@ import math
 from typing import Any
 
 from oasis_keda.runtime import keda
-from oasis_keda.runtime.autoscaler_settings import AutoscalerSettings
 from oasis_keda.runtime.simulate import policies as pol
 from oasis_keda.runtime.simulate.results import SimResult, Step, percentile
-from oasis_keda.runtime.simulate.workload import AnalysisWork, Workload
+from oasis_keda.runtime.simulate.sim_settings import SimSettings
+from oasis_keda.runtime.simulate.workload import AnalysisWork, Workload, planned_subtasks
 from oasis_keda.runtime.spec import ScaledObjectSpec
 from scaler.strategies import ModelState
 
 # Event kinds, in the order they run at equal times.
 DONE, KILL, READY, QUEUE, ARRIVE, POLL = range(6)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SimSettings:
-    """The simulated platform: the autoscaler's timings and how long a worker takes to start."""
-
-    autoscaler: AutoscalerSettings = dataclasses.field(default_factory=AutoscalerSettings)
-    worker_start_s: float = 5.0
-    """Seconds from a scale-up to the new worker taking sub-tasks."""
-    added_start_s: float | None = None
-    """Start time of a worker added while the model already has some (None: the same as
-    ``worker_start_s``). Differs on one machine, where a new worker starts on CPUs its
-    running siblings share; on a cluster each pod brings its own."""
-    record_steps: bool = False
-    """Keep every decision (:class:`Step`) in the result."""
-    task_overhead_s: float = 0.0
-    """Seconds each sub-task holds its worker beyond its recorded duration (taking the
-    message, writing its records, acknowledging)."""
-    phase_delay_s: float = 0.0
-    """Seconds from a phase's last sub-task ending to the next phase being queued (the
-    canvas's chain and chord callbacks)."""
-    horizon_s: float | None = None
-    """Stop the clock here (None: the last arrival plus ten times the workload's work plus
-    an hour), so a policy that keeps killing the same sub-task cannot run forever; analyses
-    not done by then are reported as not completed."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -97,6 +74,7 @@ class _Model:
     workers: list[_Worker] = dataclasses.field(default_factory=list)
     replicas: int = 0
     stages: list[_Run] = dataclasses.field(default_factory=list)
+    between: list[_Run] = dataclasses.field(default_factory=list)  # next stage marked, not arrived
     polled: bool = False
 
     def model_state(self) -> ModelState:
@@ -105,8 +83,12 @@ class _Model:
             waiting=len(self.queue),
             reserved=busy,
             busy=busy,
-            main_tasks=len(self.stages),
+            main_tasks=len(self.stages) + len(self.between),
             live=sum(1 for w in self.workers if w.ready),
+            planned=sum(
+                planned_subtasks(r.work, r.stage, r.phase, r.left, queued=r in self.stages)
+                for r in (*self.stages, *self.between)
+            ),
         )
 
     @property
@@ -216,6 +198,8 @@ class Simulation:
 
     def _arrive(self, run: _Run) -> None:
         m = self.models[run.work.model_id]
+        if run in m.between:
+            m.between.remove(run)
         m.stages.append(run)
         self._queue_phase(m, run)
         self._schedule_poll(m)
@@ -262,6 +246,7 @@ class Simulation:
         m.stages.remove(run)
         if run.stage + 1 < len(run.work.stages):
             run.stage, run.phase = run.stage + 1, 0
+            m.between.append(run)  # the next stage's mark replaces this one's at once
             self._at(self.now + run.work.stages[run.stage].gap_s, ARRIVE, run)
         else:
             run.done_at = self.now

@@ -249,3 +249,16 @@ def generate(settings: GeneratorSettings, scaling: ScalingConfig | None = None) 
     return Workload(
         models={settings.model_id: scaling or ScalingConfig()}, analyses=tuple(analyses)
     )
+
+
+def planned_subtasks(work: AnalysisWork, stage: int, phase: int, left: int, *, queued: bool) -> int:
+    """Sub-tasks the controller has planned for an analysis and not finished: the current
+    phase's ``left``, its later phases, and its later stages (a generate-and-run records the
+    loss stage's expected count when it plans its inputs). ``queued=False``: between two
+    stages, the whole of stage ``stage`` and those after it."""
+    stages = work.stages
+    if not queued:
+        return sum(len(p) for st in stages[stage:] for p in st.phases)
+    later_phases = sum(len(p) for p in stages[stage].phases[phase + 1 :])
+    later_stages = sum(len(p) for st in stages[stage + 1 :] for p in st.phases)
+    return left + later_phases + later_stages
