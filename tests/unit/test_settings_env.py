@@ -136,6 +136,7 @@ DEFAULTS: list[tuple[str, dict[str, object]]] = [
             "recheck_interval_s": 5.0,
             "health_interval_s": 1.0,
             "start_allowance_s": 60.0,
+            "metrics_port": 0,
             "grace_s": 5.0,
         },
     ),
