@@ -88,9 +88,20 @@ def main() -> None:
     cli(prog_name="oasis-keda", auto_envvar_prefix=None)
 
 
+#: ``--metrics-port`` of the controller, worker and API commands (the scaler's is a setting).
+metrics_port_option = click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    envvar="OASIS_KEDA_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
+)
+
+
 def environ() -> dict[str, str]:
     """The process environment, read at call time (never at import time)."""
     return dict(os.environ)
 
 
-__all__ = ["cli", "environ", "main"]
+__all__ = ["cli", "environ", "main", "metrics_port_option"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from oasis_keda.cli import environ
+from oasis_keda.cli import environ, metrics_port_option
 
 
 @click.group()
@@ -32,14 +32,7 @@ def api() -> None:
 )
 @click.option("--redis-url", default=None, help="Registry and broker Redis (OASIS_KEDA_REDIS_URL).")
 @click.option("--storage-dir", default=None, help="Storage directory (OASIS_KEDA_STORAGE_DIR).")
-@click.option(
-    "--metrics-port",
-    default=0,
-    show_default=True,
-    envvar="OASIS_KEDA_METRICS_PORT",
-    type=click.IntRange(0, 65535),
-    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
-)
+@metrics_port_option
 def serve(
     host: str | None,
     port: int | None,

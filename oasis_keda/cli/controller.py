@@ -14,7 +14,7 @@ import socket
 
 import click
 
-from oasis_keda.cli import environ
+from oasis_keda.cli import environ, metrics_port_option
 from oasis_keda.core import keys
 from oasis_keda.core.leases import DEFAULT_TTL_S
 from oasis_keda.core.metrics import serve as serve_metrics
@@ -53,14 +53,7 @@ def controller() -> None:
     type=click.FloatRange(min=0.5),
     help="Main-task lease TTL: a killed controller's main tasks are restored after it.",
 )
-@click.option(
-    "--metrics-port",
-    default=0,
-    show_default=True,
-    envvar="OASIS_KEDA_METRICS_PORT",
-    type=click.IntRange(0, 65535),
-    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
-)
+@metrics_port_option
 def serve(
     redis_url: str | None,
     storage_dir: str | None,

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from oasis_keda.cli import environ
+from oasis_keda.cli import environ, metrics_port_option
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.leases import DEFAULT_TTL_S, LeaseKeeper
 from oasis_keda.core.metrics import serve as serve_metrics
@@ -48,14 +48,7 @@ def worker() -> None:
     help="Task/busy lease TTL: a killed worker stops counting after this long.",
 )
 @click.option("--warm/--no-warm", default=None, help="Import oasislmf before the first task.")
-@click.option(
-    "--metrics-port",
-    default=0,
-    show_default=True,
-    envvar="OASIS_KEDA_METRICS_PORT",
-    type=click.IntRange(0, 65535),
-    help="Prometheus metrics port (0: off; env OASIS_KEDA_METRICS_PORT).",
-)
+@metrics_port_option
 def serve(
     model_id: str,
     concurrency: int,
