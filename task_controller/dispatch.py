@@ -177,6 +177,7 @@ class Dispatcher:
                     analysis.num_events_total = plan.basis or plan.chunks
                 elif stage == INPUTS:
                     analysis.lookup_chunks = plan.chunks
+                    analysis.lookup_rows = plan.basis
                 records.write_run_file(Path(job["run_root"]), records.JOB_FILE, dict(job))
                 ahead = self._planned_ahead(analysis, model, job, spec, len(planned))
                 model_id = analysis.model_id

@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from oasis_keda.core import keys
+from oasis_keda.core import eta, keys
 from oasis_keda.core.main_tasks import main_task_field, main_task_value, planned_field
 from oasis_keda.core.perspectives import PortfolioFiles
 from oasis_keda.core.stages import INPUTS, LOSSES, StageSpec, stage_of_status
@@ -242,8 +242,11 @@ def subtask_dict(sub: SubTask, *, logs: bool = False) -> dict[str, Any]:
     return data
 
 
-def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
-    """The shape ``analyses show --json`` prints (Oasis field names where they exist)."""
+def analysis_dict(
+    session: Session, analysis: Analysis, *, client: redis.Redis | None = None
+) -> dict[str, Any]:
+    """The shape ``analyses show --json`` prints (Oasis field names where they exist); with
+    a Redis ``client``, the ETA of a stage in progress (:mod:`oasis_keda.core.eta`)."""
     return {
         "id": analysis.id,
         "name": analysis.name,
@@ -271,6 +274,7 @@ def analysis_dict(session: Session, analysis: Analysis) -> dict[str, Any]:
         "sub_task_count": status_count(session, analysis)["TOTAL"],
         "sub_task_error_ids": error_subtask_ids(session, analysis),
         "status_count": status_count(session, analysis),
+        "eta": None if client is None else eta.describe(session, client, analysis),
     }
 
 

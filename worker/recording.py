@@ -20,6 +20,7 @@ import redis
 from sqlalchemy import case, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from oasis_keda.core import eta, eta_log
 from oasis_keda.core.main_tasks import clear_main_task, planned_done
 from oasis_keda.core.stages import spec_for
 from oasis_keda.core.statuses import SUBTASK_FINAL, AnalysisStatus, SubTaskStatus
@@ -32,6 +33,7 @@ from oasis_keda.core.store.transitions import (
     rowcount,
     transition,
 )
+from worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +152,38 @@ class Recorder:
             if events_share:
                 self._count_events(session, sub)
             model_id, analysis_id, stage = sub.analysis.model_id, sub.analysis_id, sub.stage
+            run_number = sub.run_number
         if first:
             try:
                 planned_done(self.client, str(model_id), analysis_id, stage)
             except redis.RedisError as exc:  # the janitor reconciles the count
                 logger.warning("planned count of analysis %s not updated: %s", analysis_id, exc)
+            self._estimate(analysis_id, run_number, stage)
+
+    def _estimate(self, analysis_id: int, run_number: int, stage: str) -> None:
+        """Estimate the stage's time left now, to compare with its actual end (best effort:
+        an estimate never holds up or fails a sub-task)."""
+        try:
+            with self.sessions() as session:
+                analysis = session.get(Analysis, analysis_id)
+                if analysis is None or analysis.run_number != run_number:
+                    return
+                found = eta.estimate(session, self.client, analysis)
+            if found is not None and found.stage == stage:
+                eta_log.record_estimate(
+                    self.client, analysis_id, run_number, stage, found.remaining_s
+                )
+        except Exception as exc:  # noqa: BLE001 - an estimate is never worth a failed sub-task
+            logger.warning("no ETA for analysis %s: %s", analysis_id, exc)
+
+    def _settle(self, analysis_id: int, run_number: int, stage: str, *, ok: bool) -> None:
+        try:
+            outcome = eta_log.settle(self.client, analysis_id, run_number, stage, ok=ok)
+        except redis.RedisError as exc:  # the estimates expire by themselves
+            logger.warning("ETA of analysis %s not settled: %s", analysis_id, exc)
+            return
+        if outcome is not None:
+            metrics.eta_settled(stage, outcome.errors_s)
 
     def _count_events(self, session: Session, sub: SubTask) -> None:
         analysis = sub.analysis
@@ -220,6 +249,7 @@ class Recorder:
             revoke = cancel_unfinished(session, analysis_id, run_number, except_id=subtask_id)
             model_id = session.scalar(select(Analysis.model_id).where(Analysis.id == analysis_id))
         clear_main_task(self.client, str(model_id), analysis_id, stage)
+        self._settle(analysis_id, run_number, stage, ok=False)
         return revoke
 
     def finish(
@@ -266,6 +296,7 @@ class Recorder:
         clear_main_task(
             self.client, str(model_id), analysis_id, stage, next_stage=next_stage, priority=priority
         )
+        self._settle(analysis_id, run_number, stage, ok=True)
         return True
 
     # -- files ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from oasis_keda.api.context import MAX_ID, ApiContext, check_id
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.serializers import analysis_body
 from oasis_keda.api.validation import body_dict, check_analysis_settings, pk_field, required_str
+from oasis_keda.core import eta
 from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.storage import UPLOADS
 from oasis_keda.core.store import Analysis, Portfolio, StoredFile, SubTask
@@ -51,7 +52,13 @@ def body(ctx: ApiContext, session: Session, a: Analysis, *, base: str) -> dict[s
         SubTask.analysis_id == a.id, SubTask.run_number == a.run_number
     )
     subs = [(int(i), str(s)) for i, s in session.execute(query).all()]
-    return analysis_body(a, base=base, model_pk=ctx.model_pk(a.model_id), sub_tasks=subs)
+    return analysis_body(
+        a,
+        base=base,
+        model_pk=ctx.model_pk(a.model_id),
+        sub_tasks=subs,
+        eta=eta.describe(session, ctx.redis_client, a),
+    )
 
 
 def _priority(data: dict[str, Any], errors: dict[str, list[str]]) -> int | None:

@@ -26,6 +26,7 @@ from oasis_keda.api.serializers import (
 )
 from oasis_keda.api.uploads import receive_checked, serve
 from oasis_keda.api.validation import body_dict
+from oasis_keda.core import eta
 from oasis_keda.core.config import ChunkingConfig, parse_config, update_config
 from oasis_keda.core.errors import ConfigError, ModelNotFoundError
 from oasis_keda.core.statuses import IN_PROGRESS
@@ -124,12 +125,14 @@ def analysis_data_files(pk: int, ctx: ApiContext = _Ctx) -> list[dict[str, Any]]
 
 
 @router.get("/{pk}/run_progress/")
-def run_progress(pk: int, ctx: ApiContext = _Ctx) -> dict[str, str]:
-    """Events done of the run's events, worded as the platform words it."""
+def run_progress(pk: int, ctx: ApiContext = _Ctx) -> dict[str, Any]:
+    """Events done of the run's events, worded as the platform words it, and the estimate
+    of the time left (``eta``, null when no stage is in progress or nothing is known)."""
     with ctx.session() as session:
         item = get_analysis(session, pk)
         done, total = item.num_events_complete, item.num_events_total
-    return {"Status": f"{done}/{total} gul stages complete"}
+        estimate = eta.describe(session, ctx.redis_client, item)
+    return {"Status": f"{done}/{total} gul stages complete", "eta": estimate}
 
 
 @router.delete("/{pk}/", status_code=204)

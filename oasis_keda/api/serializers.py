@@ -176,8 +176,10 @@ def analysis_body(
     base: str,
     model_pk: int | None,
     sub_tasks: list[tuple[int, str]],
+    eta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``sub_tasks`` are (id, status) of the current run's sub-tasks."""
+    """``sub_tasks`` are (id, status) of the current run's sub-tasks; ``eta`` the estimate
+    of a stage in progress (an addition to the platform's fields)."""
     pk = a.id
 
     def file_url(field: str) -> str | None:
@@ -216,6 +218,7 @@ def analysis_body(
         num_events_complete=a.num_events_complete,
         num_events_total=a.num_events_total,
         warnings=list(a.warnings or []),
+        eta=eta,
     )
     return body
 

@@ -219,12 +219,14 @@ def _print_errors(controller: Any, analysis_id: int) -> None:
 @click.pass_context
 def show(ctx: click.Context, analysis_id: int, as_json: bool) -> None:
     """Show an analysis (status, chunks, sub-task counts)."""
+    from oasis_keda.core import eta
     from task_controller import records
 
     controller = _controller(ctx)
     try:
         with controller.sessions() as session:
-            data = records.analysis_dict(session, records.get_analysis(session, analysis_id))
+            analysis = records.get_analysis(session, analysis_id)
+            data = records.analysis_dict(session, analysis, client=controller.client)
     except OasisKedaError as exc:
         fail(str(exc))
     if as_json:
@@ -245,6 +247,8 @@ def show(ctx: click.Context, analysis_id: int, as_json: bool) -> None:
         click.echo(f"{key:20} {data[key]}")
     counts = data["status_count"]
     click.echo(f"{'sub-tasks':20} " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    if data["eta"] is not None:
+        click.echo(f"{'eta':20} {eta.text(data['eta'])}")
     for warning in data["warnings"]:
         click.echo(f"{'warning':20} {warning}")
 

@@ -85,17 +85,67 @@ def status(as_json: bool, redis_url: str | None) -> None:
     try:
         rows, limit = asyncio.run(_collect(settings.redis_url))
         missing = _missing(settings)
+        running = _analyses(settings)
     except BrokerUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({"global_worker_limit": limit, "models": rows}, indent=2))
+        body = {"global_worker_limit": limit, "models": rows, "analyses": running}
+        click.echo(json.dumps(body, indent=2))
     else:
         _print_table(rows, limit)
+        _print_analyses(running)
     if missing:
         raise click.ClickException(
             f"the registry in Redis lacks {len(missing)} model(s) the records database has: "
             f"{', '.join(missing)} (Redis lost its data; the controller rebuilds the registry "
             "at start-up and at its next janitor pass)"
+        )
+
+
+def _analyses(settings: Settings) -> list[dict[str, Any]]:
+    """The analyses in progress: stage, sub-tasks done, and the ETA."""
+    import redis
+
+    from oasis_keda.core import eta
+    from oasis_keda.core.store import make_engine, make_session_factory
+    from task_controller import records
+
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    sessions = make_session_factory(make_engine(settings.effective_database_url))
+    try:
+        with sessions() as session:
+            out = []
+            for analysis in records.active_analyses(session):
+                counts = records.status_count(session, analysis)
+                out.append(
+                    {
+                        "id": analysis.id,
+                        "model_id": analysis.model_id,
+                        "status": analysis.status,
+                        "done": counts["COMPLETED"],
+                        "total": counts["TOTAL"],
+                        "eta": eta.describe(session, client, analysis),
+                    }
+                )
+            return out
+    finally:
+        client.close()
+
+
+def _print_analyses(running: list[dict[str, Any]]) -> None:
+    from oasis_keda.core import eta
+
+    if not running:
+        click.echo("no analysis in progress")
+        return
+    click.echo("analyses in progress:")
+    for item in running:
+        shown = "ETA unknown yet" if item["eta"] is None else eta.text(item["eta"])
+        click.echo(
+            f"  {item['id']:>5} {item['model_id']} {item['status']} "
+            f"{item['done']}/{item['total']} sub-tasks; {shown}"
         )
 
 

@@ -43,6 +43,10 @@ BUDGET_RAISE_PREFIX = "~raise:"
 #: by the local autoscaler (``oasis-keda up``): desired and actual workers per model.
 RUNTIME_REPLICAS = f"{PREFIX}:runtime:replicas"
 
+#: LIST of JSON outcomes (newest first, capped) of settled stages: how the estimates of the
+#: time left made during a stage compared with its actual end (:mod:`oasis_keda.core.eta`).
+ETA_OUTCOMES = f"{PREFIX}:eta:outcomes"
+
 
 def queue_lists(queue: str) -> list[str]:
     """Every Redis list that holds waiting messages of a Celery queue."""
@@ -90,3 +94,9 @@ def planned(model_id: str) -> str:
 def activity_channel(model_id: str) -> str:
     """Pub/sub channel announcing that a model's state may have changed."""
     return f"{PREFIX}:activity:{model_id}"
+
+
+def eta_estimates(analysis_id: int, run_number: int, stage: str) -> str:
+    """LIST of ``"<epoch s>:<seconds left>"``: the estimates made during one stage of a run,
+    settled (compared with the actual end, then deleted) when the stage ends."""
+    return f"{PREFIX}:eta:{analysis_id}:{run_number}:{stage}"

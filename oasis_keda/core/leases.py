@@ -192,3 +192,10 @@ class LeaseKeeper:
             except Exception:  # never let the heartbeat die: the node would stop counting
                 logger.exception("lease heartbeat of %s crashed; retrying", self.node)
             self._stop.wait(self.interval_s)
+
+
+def live_count(client: redis.Redis, queue: str) -> int:
+    """The worker processes alive on ``queue`` now (their live lease not yet expired)."""
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    return int(client.zcount(keys.leases_live(queue), now_ms, "+inf"))

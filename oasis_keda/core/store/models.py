@@ -89,6 +89,8 @@ class Analysis(Base):
     #: Incremented by every generate or run request; sub-task records carry it.
     run_number: Mapped[int] = mapped_column(default=0)
     lookup_chunks: Mapped[int | None]
+    #: The location file's rows, counted when the inputs are planned (sizes the ETA).
+    lookup_rows: Mapped[int | None]
     analysis_chunks: Mapped[int | None]
     num_events_total: Mapped[int] = mapped_column(default=0)
     num_events_complete: Mapped[int] = mapped_column(default=0)
