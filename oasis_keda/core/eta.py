@@ -12,7 +12,8 @@ The time left is then the serial steps still to run plus the chunk phase schedul
 analysis's workers (the earliest free worker takes the next chunk; a running sub-task has
 its estimate minus its elapsed time left). The workers are the model's live worker
 processes, shared among its analyses in proportion to their unfinished sub-tasks, at least
-one. A step that has no history yet counts as 0 and is named in ``unknown``.
+one. A step that has no history yet is taken to last as long as a chunk, and is named in
+``unknown``.
 
 :mod:`oasis_keda.core.eta_log` compares the estimates made during a stage with its end.
 """
@@ -119,6 +120,7 @@ def _ratio(now: Dims, then: Dims) -> float:
 class _Record:
     kind: str
     seconds: float
+    wait: float  # queued to started: waiting for a free worker
     dims: Dims
 
 
@@ -127,6 +129,7 @@ def _history(session: Session, model_id: str, spec: StageSpec) -> dict[str, list
     rows = session.execute(
         select(
             SubTask.slug,
+            SubTask.queue_time,
             SubTask.start_time,
             SubTask.end_time,
             Analysis.lookup_rows,
@@ -144,25 +147,36 @@ def _history(session: Session, model_id: str, spec: StageSpec) -> dict[str, list
         .limit(HISTORY_ROWS)
     ).all()
     out: dict[str, list[_Record]] = defaultdict(list)
-    for slug, start, end, rows_, events, lchunks, achunks in rows:
+    for slug, queued, start, end, rows_, events, lchunks, achunks in rows:
         kind = _kind(spec, slug)
         if start is None or end is None or len(out[kind]) >= HISTORY_PER_STEP:
             continue
         chunks = lchunks if spec.stage == INPUTS else achunks
         seconds = max((end - start).total_seconds(), 0.0)
-        out[kind].append(
-            _Record(kind, seconds, _dims(spec.stage, kind, spec, rows_, events, chunks))
-        )
+        wait = max((start - queued).total_seconds(), 0.0) if queued is not None else 0.0
+        dims = _dims(spec.stage, kind, spec, rows_, events, chunks)
+        out[kind].append(_Record(kind, seconds, wait, dims))
     return out
 
 
 def _step_estimates(
     history: dict[str, list[_Record]], now_dims: dict[str, Dims]
 ) -> dict[str, float]:
+    """Each step's run time: the median of its recorded ones, scaled to this run's size."""
     return {
         kind: statistics.median(r.seconds * _ratio(now_dims[kind], r.dims) for r in recs)
         for kind, recs in history.items()
         if recs and kind in now_dims
+    }
+
+
+def _waits(spec: StageSpec, history: dict[str, list[_Record]]) -> dict[str, float]:
+    """How long each serial step waited for a worker once queued (the median recorded):
+    the chunks' waits are what the scheduling onto workers models."""
+    return {
+        kind: statistics.median(r.wait for r in recs)
+        for kind, recs in history.items()
+        if recs and kind != spec.chunk.slug
     }
 
 
@@ -187,8 +201,10 @@ def _remaining(
     subs: Iterable[tuple[str, str, Any]],
     estimates: dict[str, float],
     workers: int,
+    waits: dict[str, float] | None = None,
 ) -> float:
-    """Seconds left for sub-tasks given as (slug, status, start_time)."""
+    """Seconds left for sub-tasks given as (slug, status, start_time); a serial step not
+    started yet also waits its usual wait for a worker."""
     now = utcnow()
     serial = 0.0
     running: list[float] = []
@@ -201,6 +217,8 @@ def _remaining(
         left = est
         if status == SubTaskStatus.STARTED.value and start is not None:
             left = max(est - (now - start).total_seconds(), 0.0)
+        elif waits:
+            left += waits.get(kind, 0.0)
         if kind != spec.chunk.slug:
             serial += left
         elif status == SubTaskStatus.STARTED.value:
@@ -285,6 +303,8 @@ def estimate(
     if spec.chunk.slug not in estimates:
         return None
     unknown = tuple(sorted(k for k in kinds if k not in estimates))
+    for kind in unknown:  # no history yet: about as long as a chunk
+        estimates[kind] = estimates[spec.chunk.slug]
     basis = (
         "this run"
         if this_run and len(estimates) == 1
@@ -292,9 +312,8 @@ def estimate(
         if this_run
         else "model history"
     )
-    remaining = _remaining(
-        spec, ((s.slug, s.status, s.start_time) for s in subs), estimates, workers
-    )
+    subs_now = ((s.slug, s.status, s.start_time) for s in subs)
+    remaining = _remaining(spec, subs_now, estimates, workers, _waits(spec, history))
     then = _next_stage(session, client, analysis, spec, workers)
     return Eta(spec.stage, remaining, then, workers, basis, unknown)
 
@@ -317,11 +336,13 @@ def _next_stage(
     kinds = {_kind(losses, s) for s in slugs}
     # the event count is set when the loss stage is dispatched: scale by rows only
     now_dims = {k: _dims(LOSSES, k, losses, analysis.lookup_rows, None, chunks) for k in kinds}
-    estimates = _step_estimates(_history(session, analysis.model_id, losses), now_dims)
+    history = _history(session, analysis.model_id, losses)
+    estimates = _step_estimates(history, now_dims)
     if losses.chunk.slug not in estimates:
         return None
     queued = SubTaskStatus.PENDING.value
-    return _remaining(losses, ((s, queued, None) for s in slugs), estimates, workers)
+    subs = ((s, queued, None) for s in slugs)
+    return _remaining(losses, subs, estimates, workers, _waits(losses, history))
 
 
 def describe(session: Session, client: redis.Redis, analysis: Analysis) -> dict[str, Any] | None:

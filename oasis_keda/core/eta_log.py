@@ -50,6 +50,8 @@ class Outcome:
     median_abs_error_s: float
     median_rel_error: float
     errors_s: tuple[float, ...]
+    #: (estimated, actual) seconds left, one pair per estimate in the order made.
+    pairs: tuple[tuple[float, float], ...] = ()
 
 
 def settle(
@@ -65,13 +67,12 @@ def settle(
     if not ok or not raw:
         return None
     end = time.time()
-    errors: list[float] = []
-    relative: list[float] = []
+    pairs: list[tuple[float, float]] = []
     for item in raw:
         made, _, left = (item.decode() if isinstance(item, bytes) else item).partition(":")
-        actual = end - float(made)
-        errors.append(abs(float(left) - actual))
-        relative.append(abs(float(left) - actual) / actual if actual > 0 else 0.0)
+        pairs.append((round(float(left), 3), round(end - float(made), 3)))
+    errors = [abs(est - actual) for est, actual in pairs]
+    relative = [abs(est - actual) / actual if actual > 0 else 0.0 for est, actual in pairs]
     outcome = Outcome(
         analysis_id,
         stage,
@@ -79,6 +80,7 @@ def settle(
         statistics.median(errors),
         statistics.median(relative),
         tuple(round(e, 3) for e in errors),
+        tuple(pairs),
     )
     with client.pipeline(transaction=False) as pipe:
         pipe.lpush(keys.ETA_OUTCOMES, json.dumps(dataclasses.asdict(outcome)))

@@ -68,12 +68,15 @@ def _sub(
     *,
     seconds: float | None = None,
     started_ago: float | None = None,
+    waited: float | None = None,
 ) -> None:
     now = utcnow()
-    start = end = None
+    start = end = queued = None
     if seconds is not None:  # completed, ended a minute ago
         end = now - dt.timedelta(seconds=60)
         start = end - dt.timedelta(seconds=seconds)
+        if waited is not None:
+            queued = start - dt.timedelta(seconds=waited)
     elif started_ago is not None:
         start = now - dt.timedelta(seconds=started_ago)
     session.add(
@@ -85,6 +88,7 @@ def _sub(
             name=slug,
             status=status,
             queue_name=QUEUE,
+            queue_time=queued,
             start_time=start,
             end_time=end,
         )
@@ -155,6 +159,20 @@ def test_this_runs_chunks_outweigh_history_and_running_ones_count_their_elapsed_
     assert found.remaining_s == pytest.approx(12 + 3.5, abs=0.5)
 
 
+def test_a_serial_step_waits_its_usual_wait_for_a_worker(session: Session) -> None:
+    done = _analysis(session, 1, status=AnalysisStatus.READY.value, rows=100, chunks=1)
+    _sub(session, done, INPUTS_SPEC, "prepare-keys-file-1", DONE, seconds=2.0, waited=9.0)
+    _sub(session, done, INPUTS_SPEC, "write-input-files", DONE, seconds=1.0, waited=3.0)
+    a = _analysis(
+        session, 2, status=AnalysisStatus.INPUTS_GENERATION_STARTED.value, rows=100, chunks=1
+    )
+    _sub(session, a, INPUTS_SPEC, "prepare-keys-file-1", DONE, seconds=2.0)
+    _sub(session, a, INPUTS_SPEC, "write-input-files", QUEUED)
+    found = eta.estimate(session, None, a, workers=1)
+    assert found is not None
+    assert found.remaining_s == pytest.approx(3.0 + 1.0)  # a chunk's wait is not added
+
+
 def test_no_estimate_without_any_chunk_duration(session: Session) -> None:
     a = _analysis(
         session, 1, status=AnalysisStatus.INPUTS_GENERATION_STARTED.value, rows=10, chunks=2
@@ -165,7 +183,8 @@ def test_no_estimate_without_any_chunk_duration(session: Session) -> None:
     _sub(session, a, INPUTS_SPEC, "prepare-keys-file-1", DONE, seconds=3.0)
     found = eta.estimate(session, None, a, workers=1)
     assert found is not None
-    assert "write-input-files" in found.unknown  # counted as 0, and said so
+    assert "write-input-files" in found.unknown  # said so, and taken to last as a chunk:
+    assert found.remaining_s == pytest.approx(4 * 3.0 + 2 * 3.0)  # 4 serial steps, 2 chunks
 
 
 def test_no_estimate_for_an_analysis_without_a_stage_in_progress(session: Session) -> None:

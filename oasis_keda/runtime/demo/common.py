@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from oasis_keda.runtime.errors import LocalRuntimeError
 
@@ -77,6 +78,8 @@ class DemoResult:
     """Seconds from the first submission to the first time the workers reached their peak."""
     worker_seconds: float = 0.0
     """Live worker processes integrated over the run (what a cluster pays for)."""
+    eta_outcomes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each settled stage: its ETAs against its actual end (``oasis_keda.core.eta_log``)."""
 
     @property
     def ok(self) -> bool:

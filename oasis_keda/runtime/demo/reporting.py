@@ -156,7 +156,24 @@ def summarize(
         final_workers=final_workers,
         timeline_png=timeline,
         workers_png=workers_png,
+        eta_outcomes=_eta_outcomes(settings.redis_url),
     )
+
+
+def _eta_outcomes(redis_url: str) -> list[dict[str, Any]]:
+    """How the ETAs made during each stage compared with its end (empty if unreadable)."""
+    import redis
+
+    from oasis_keda.core import eta_log
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    try:
+        return eta_log.outcomes(client)
+    except redis.RedisError as exc:
+        logger.warning("cannot read the ETA outcomes: %s", exc)
+        return []
+    finally:
+        client.close()
 
 
 def worker_seconds(samples: Sequence[ScalingSample]) -> float:
