@@ -77,7 +77,10 @@ def _write(directory: Path, sink: _QueueWriter) -> None:
 
 def tar_gz_stream(directory: Path) -> Iterator[bytes]:
     """The tar.gz of ``directory``, chunk by chunk. Closing the iterator early (a client
-    that disconnects) stops the writer."""
+    that disconnects) stops the writer. A file that cannot be read raises, after the
+    chunks already sent: the client sees a broken download, never a short archive."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory")
     out: queue.Queue[object] = queue.Queue(maxsize=_QUEUED_CHUNKS)
     stop = threading.Event()
     failure: list[BaseException] = []

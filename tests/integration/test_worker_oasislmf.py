@@ -113,7 +113,16 @@ def test_chunked_analysis_equals_oasislmf(
     assert [s.slug for s in subs] == INPUTS_SPEC.slugs(3)
     assert all(s.status == "COMPLETED" and s.output_log for s in subs)
     assert stack.analysis(analysis_id).lookup_chunks == 3
-    oracle.assert_inputs_equal(_inputs_dir(stack, analysis_id), synth_oracle.input_dir)
+    # READY names the merged directory of input files: both parts written, then merged
+    inputs = _file(stack, stack.analysis(analysis_id).input_file_id)
+    assert inputs.is_dir() and inputs == _inputs_dir(stack, analysis_id)
+    assert sorted(p.name for p in inputs.parent.glob("inputs*")) == ["inputs"]
+    by_slug = {s.slug: s for s in subs}
+    cleanup = by_slug["cleanup-input-generation"]
+    for slug in ("write-input-files", "write-fm-input-files"):
+        assert by_slug[slug].end_time <= cleanup.start_time  # type: ignore[operator]
+        assert by_slug[slug].start_time >= by_slug["collect-keys"].end_time  # type: ignore[operator]
+    oracle.assert_inputs_equal(inputs, synth_oracle.input_dir)
 
     outputs = _run(stack, analysis_id)
     oracle.assert_outputs_equal(outputs, synth_oracle.output_dir, note="real workers")
