@@ -76,16 +76,13 @@ def _path(value: str | None) -> Path | None:
 
 
 def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
-    from worker.exposure import count_locations
+    """Check the settings and run options, and make the run's folders. The location file
+    was counted and checked by the dispatch that planned the chunks."""
     from worker.run_options import check_run_options
 
     _settings(job)
     check_run_options(_generate_options(job))
-    assert job["location_file"]
-    rows = count_locations(Path(job["location_file"]))
-    logger.info(
-        "location file %s: %d rows, %d lookup chunks", job["location_file"], rows, job["num_chunks"]
-    )
+    logger.info("location file %s: %d lookup chunks", job["location_file"], job["num_chunks"])
     for part in ("lookup", "inputs"):
         _run(job, part)
 
