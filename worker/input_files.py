@@ -142,7 +142,7 @@ def merge_parts(parts: Sequence[Path], input_dir: Path) -> None:
     leave ``input_dir`` as it is."""
     present = [p for p in parts if p.is_dir()]
     if not present:
-        if input_dir.is_dir():
+        if input_dir.is_dir() and any(input_dir.iterdir()):
             return
         raise TransientError(f"input files {input_dir}: none of the parts {list(parts)} exist")
     if len(present) != len(parts):
@@ -162,7 +162,7 @@ def merge_parts(parts: Sequence[Path], input_dir: Path) -> None:
 def _place(src: Path, target: Path) -> None:
     if target.exists():
         if target.stat().st_size != src.stat().st_size:
-            raise InputError(f"input file {target.name} differs between the GUL and FM parts")
+            raise RuntimeError(f"input file {target.name} differs between the GUL and FM parts")
         return
     try:
         os.link(src, target)

@@ -83,8 +83,7 @@ def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
     _settings(job)
     check_run_options(_generate_options(job))
     logger.info("location file %s: %d lookup chunks", job["location_file"], job["num_chunks"])
-    for part in ("lookup", "inputs"):
-        _run(job, part)
+    _run(job, "lookup")
 
 
 def prepare_keys_file(job: Job, subtask_id: int, chunk_index: int) -> str:
@@ -122,7 +121,7 @@ def _write_part(part: Part, keys_file: str, job: Job) -> str:
 
     options = _generate_options(job)
     errors = Path(keys_file).with_name(keys_names(options)[1])
-    target = part_dir(_run(job, "inputs"), part)
+    target = part_dir(Path(job["run_root"]) / "inputs", part)
     _write(
         options=options,
         keys_file=Path(keys_file),
