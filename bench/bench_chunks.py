@@ -105,7 +105,7 @@ def _row(name: str, n: int, figures: tuple[float, float, float], goal: bool = Tr
 
 
 def _loss_rows(case: tuple[str, Any, Path, Path | None, dict[str, Any]], work: Path) -> list[str]:
-    from worker import lookup
+    from worker import input_files, lookup
 
     name, model, loc, acc, analysis = case
     work.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,9 @@ def _loss_rows(case: tuple[str, Any, Path, Path | None, dict[str, Any]], work: P
         options=options, location_file=loc, chunk_outputs=[chunk], out_dir=work / "keys"
     )
     inputs = work / "inputs"
-    lookup.write_input_files(options=options, keys_file=keys, errors_file=errors, input_dir=inputs)
+    input_files.write_input_files(
+        options=options, keys_file=keys, errors_file=errors, input_dir=inputs
+    )
 
     def measure(n: int) -> float:
         return _loss_chunks(model, inputs, analysis, n, work)

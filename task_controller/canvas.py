@@ -1,7 +1,8 @@
 """The Celery canvas of one stage, built from its chunk plan.
 
 ``chain(before..., chord([chunk 1..N], after[0]), after[1:]...)`` on the model's queue, with
-the Oasis slugs. Every signature carries a task id chosen here, so the sub-task rows can be
+the Oasis slugs; steps after the chunks that run side by side are a group there (Celery
+makes a group followed by a step a chord). Every signature carries a task id chosen here, so the sub-task rows can be
 written (PENDING, with their task ids) before anything reaches the broker, and the analysis
 priority (1-10) is given to the broker on every message.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from celery import Celery, chain, chord
+from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from oasis_keda.core.stages import Job, StageSpec
@@ -82,5 +83,9 @@ def build_canvas(
         sigs[start] = sigs[start].set(ignore_result=True)
     before = sigs[start:before_n]
     header = sigs[before_n : before_n + chunk_n]
-    after = sigs[before_n + chunk_n :]
-    return chain(*before, chord(header, after[0]), *after[1:])
+    after = iter(sigs[before_n + chunk_n :])
+    steps: list[Signature] = []
+    for members in spec.after_groups():
+        sig_group = [next(after) for _ in members]
+        steps.append(sig_group[0] if len(sig_group) == 1 else group(sig_group))
+    return chain(*before, chord(header, steps[0]), *steps[1:])

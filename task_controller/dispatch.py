@@ -86,6 +86,15 @@ def _plan_losses(config: ChunkingConfig, job: Job) -> ChunkPlan:
 PLANNERS: dict[str, Planner] = {INPUTS: _plan_inputs, LOSSES: _plan_losses}
 
 
+def warm_imports() -> None:
+    """Import what a dispatch reads model directories and location files with (oasislmf's
+    config loader, pandas): seconds in a fresh process, paid at start rather than by the
+    first analysis dispatched."""
+    import oasislmf.utils.inputs  # noqa: F401 - read_model_dir's config loader
+
+    import worker.exposure  # noqa: F401 - count_locations
+
+
 def register_planner(stage: str, planner: Planner) -> None:
     """Plan ``stage`` (a stage registered beside inputs and losses) with ``planner``."""
     PLANNERS[stage] = planner

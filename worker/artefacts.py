@@ -1,5 +1,5 @@
-"""The files an analysis serves beside its inputs and outputs archives, made ready for the
-records when a stage finishes.
+"""The files an analysis serves beside its inputs and outputs, made ready for the records
+when a stage finishes.
 
 Input generation: the keys and keys-errors files (as CSV, whatever the model's
 ``keys_format``), and the two reports oasislmf's input-file step writes with the input
@@ -46,6 +46,14 @@ def as_csv(path: Path) -> Path | None:
     return target
 
 
+def keys_as_csv(keys_file: Path, errors_file: Path) -> None:
+    """The CSV copies of the keys files, made ahead (beside the FM input files) so that
+    the stage's last step finds them."""
+    for path in (keys_file, errors_file):
+        if path.is_file():
+            as_csv(path)
+
+
 def input_files(keys_file: Path, errors_file: Path, input_dir: Path) -> dict[str, str]:
     """Analysis file fields -> files, for what input generation made."""
     files: dict[str, str] = {}
@@ -53,7 +61,8 @@ def input_files(keys_file: Path, errors_file: Path, input_dir: Path) -> dict[str
         ("lookup_success_file_id", keys_file),
         ("lookup_errors_file_id", errors_file),
     ):
-        csv = as_csv(path) if path.is_file() else None
+        made = path.with_suffix(".csv")
+        csv = made if made.is_file() else as_csv(path) if path.is_file() else None
         if csv is not None:
             files[field] = str(csv)
     for field, name in INPUT_REPORTS.items():

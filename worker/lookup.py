@@ -5,7 +5,7 @@ partitions (see :mod:`worker.keys_order`). Chunk k here loads only the rows of i
 partitions, numbered and indexed as in the whole file (:mod:`worker.exposure`), and looks
 them up with the model's lookup built exactly as oasislmf builds it. :func:`collect_keys`
 puts the chunks' results back in oasislmf's order and writes the keys files with
-oasislmf's own writer, and :func:`write_input_files` runs oasislmf's input-file step on
+oasislmf's own writer, and :mod:`worker.input_files` runs oasislmf's input-file step on
 them with the model's run options: the input files are those of ``oasislmf model run``.
 
 Every function writes under a temporary name and renames, so a re-run chunk replaces its
@@ -325,33 +325,3 @@ def collect_keys(
         os.replace(keys_tmp, out_dir / keys_name)
         os.replace(errors_tmp, out_dir / errors_name)
     return out_dir / keys_name, out_dir / errors_name
-
-
-def write_input_files(
-    *, options: RunOptions, keys_file: Path, errors_file: Path | None, input_dir: Path
-) -> None:
-    """oasislmf's input files (GUL, and FM when there are accounts) from exposure and keys,
-    written by its own step with the exposure loaded as ``oasislmf model run`` loads it."""
-    from oasislmf.computation.generate.files import GenerateFiles
-    from oasislmf.computation.run.model import RunModel
-    from oasislmf.utils.data import get_exposure_data
-    from oasislmf.utils.exceptions import OasisException
-
-    args = options.arguments
-    with staging_dir(Path(input_dir)) as tmp:
-        kwargs = options.step_kwargs(
-            oasis_files_dir=str(tmp),
-            model_run_dir=None,
-            keys_data_path=str(keys_file),
-            keys_errors_path=str(errors_file) if errors_file else None,
-        )
-        try:
-            kwargs["exposure_data"] = get_exposure_data(RunModel(**kwargs), add_internal_col=True)
-            GenerateFiles(**kwargs).run()
-        except OasisException as exc:
-            accounts = args.get("oed_accounts_csv")
-            raise InputError(
-                f"input files from {args.get('oed_location_csv')}"
-                f"{' and ' + str(accounts) if accounts else ''}: {exc}"
-            ) from exc
-    logger.info("input files written to %s", input_dir)

@@ -262,7 +262,8 @@ class Recorder:
     ) -> bool:
         """The stage's last sub-task ends: it and the analysis complete in one transaction
         (so COMPLETED < TOTAL holds until the status is final). ``files`` maps Analysis
-        ``*_file_id`` attributes to produced files. ``next_stage``: the stage the analysis
+        ``*_file_id`` attributes to produced files (a directory is stored as the tar.gz
+        made of it when it is downloaded). ``next_stage``: the stage the analysis
         goes on with (its scaler mark replaces this stage's at once)."""
         with self.sessions.begin() as session:
             sub = session.get(SubTask, subtask_id)
@@ -302,6 +303,17 @@ class Recorder:
     # -- files ---------------------------------------------------------------------------
 
     def _store(self, session: Session, path: Path) -> StoredFile:
+        if path.is_dir():
+            # a stage's inputs or outputs: served as a tar.gz made when downloaded
+            stored = StoredFile(
+                path=self.storage.relpath(path),
+                filename=f"{path.name}.tar.gz",
+                content_type="application/gzip",
+                size_bytes=0,
+            )
+            session.add(stored)
+            session.flush()
+            return stored
         content_type = (
             "application/gzip"
             if path.name.endswith(".tar.gz")

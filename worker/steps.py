@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from oasis_keda.core.perspectives import PortfolioFiles
 from oasis_keda.core.stages import Job
 from worker.errors import InputError
+from worker.input_files import Part
 from worker.run_options import RunOptions
 
 logger = logging.getLogger(__name__)
@@ -52,16 +52,6 @@ def _run(job: Job, part: str) -> Path:
     return path
 
 
-def _archive(directory: Path, target: Path) -> Path:
-    """tar.gz of a directory, written atomically."""
-    partial = target.with_name(f".{target.name}.partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(directory)), recursive=False)
-    partial.replace(target)
-    return target
-
-
 def _generate_options(job: Job) -> RunOptions:
     from worker.lookup import generate_options
 
@@ -86,18 +76,14 @@ def _path(value: str | None) -> Path | None:
 
 
 def prepare_input_generation_params(job: Job, subtask_id: int) -> None:
-    from worker.exposure import count_locations
+    """Check the settings and run options, and make the run's folders. The location file
+    was counted and checked by the dispatch that planned the chunks."""
     from worker.run_options import check_run_options
 
     _settings(job)
     check_run_options(_generate_options(job))
-    assert job["location_file"]
-    rows = count_locations(Path(job["location_file"]))
-    logger.info(
-        "location file %s: %d rows, %d lookup chunks", job["location_file"], rows, job["num_chunks"]
-    )
-    for part in ("lookup", "inputs"):
-        _run(job, part)
+    logger.info("location file %s: %d lookup chunks", job["location_file"], job["num_chunks"])
+    _run(job, "lookup")
 
 
 def prepare_keys_file(job: Job, subtask_id: int, chunk_index: int) -> str:
@@ -128,34 +114,60 @@ def collect_keys(chunk_outputs: list[str], job: Job, subtask_id: int) -> str:
     return str(keys)
 
 
-def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
+def _write_part(part: Part, keys_file: str, job: Job) -> str:
+    from worker.input_files import part_dir
+    from worker.input_files import write_input_files as _write
     from worker.lookup import keys_names
-    from worker.lookup import write_input_files as _write
 
     options = _generate_options(job)
     errors = Path(keys_file).with_name(keys_names(options)[1])
-    for drop in perspectives.dropped(_settings(job), _portfolio(job)):
-        logger.warning("%s (no input files are written for it)", drop.warning)
+    target = part_dir(Path(job["run_root"]) / "inputs", part)
     _write(
         options=options,
         keys_file=Path(keys_file),
         errors_file=errors if errors.exists() else None,
-        input_dir=_run(job, "inputs"),
+        input_dir=target,
+        part=part,
     )
-    return keys_file
+    return str(target)
 
 
-def cleanup_input_generation(keys_file: str, job: Job, subtask_id: int) -> dict[str, str]:
+def write_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
+    """oasislmf's GUL input files (all of them without accounts), beside the FM ones."""
+    for drop in perspectives.dropped(_settings(job), _portfolio(job)):
+        logger.warning("%s (no input files are written for it)", drop.warning)
+    return _write_part("gul", keys_file, job)
+
+
+def write_fm_input_files(keys_file: str, job: Job, subtask_id: int) -> str:
+    """oasislmf's FM (and reinsurance) input files, beside the GUL ones; none without
+    accounts (an empty result). Also the keys files' CSV copies the analysis serves."""
     from worker import artefacts
     from worker.lookup import keys_names
 
+    keys = Path(keys_file)
+    artefacts.keys_as_csv(keys, keys.with_name(keys_names(_generate_options(job))[1]))
+    if not job["accounts_file"]:
+        logger.info("no accounts: no FM input files")
+        return ""
+    return _write_part("fm", keys_file, job)
+
+
+def cleanup_input_generation(parts: list[str], job: Job, subtask_id: int) -> dict[str, str]:
+    """The parts of the input files merged into ``inputs`` (the analysis is READY with
+    it); its archive is made when it is downloaded (docs/API.md)."""
+    from worker import artefacts
+    from worker.input_files import merge_parts
+    from worker.lookup import keys_names
+
     root = Path(job["run_root"])
-    archive = _archive(root / "inputs", root / "inputs.tar.gz")
+    inputs = root / "inputs"
+    merge_parts([Path(p) for p in parts if p], inputs)
     shutil.rmtree(root / "lookup" / "chunks", ignore_errors=True)
-    errors = Path(keys_file).with_name(keys_names(_generate_options(job))[1])
+    keys_name, errors_name = keys_names(_generate_options(job))
     return {
-        "input_file_id": str(archive),
-        **artefacts.input_files(Path(keys_file), errors, root / "inputs"),
+        "input_file_id": str(inputs),
+        **artefacts.input_files(root / "lookup" / keys_name, root / "lookup" / errors_name, inputs),
     }
 
 
@@ -208,9 +220,8 @@ def cleanup_losses_generation(output_dir: str, job: Job, subtask_id: int) -> dic
     from worker import artefacts
 
     root = Path(job["run_root"])
-    archive = _archive(root / "outputs", root / "outputs.tar.gz")
     run_log = artefacts.run_log(root / "losses", root / "run_log.txt")
-    return {"output_file_id": str(archive), "run_log_file_id": str(run_log)}
+    return {"output_file_id": str(Path(output_dir)), "run_log_file_id": str(run_log)}
 
 
 #: Step bodies by step slug: every stage's steps must have one when the app is made.
@@ -221,6 +232,7 @@ BODIES: dict[str, Callable[..., Any]] = {
         prepare_keys_file,
         collect_keys,
         write_input_files,
+        write_fm_input_files,
         cleanup_input_generation,
         prepare_losses_generation_directory,
         generate_losses_chunk,

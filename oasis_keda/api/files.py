@@ -19,7 +19,7 @@ from typing import Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from oasis_keda.api.errors import (
     PayloadTooLargeError,
@@ -236,6 +236,18 @@ def content_disposition(filename: str) -> str:
 def file_response(path: Path, *, content_type: str, filename: str) -> Response:
     response = FileResponse(
         path,
+        media_type=content_type,
+        headers={"content-disposition": content_disposition(filename)},
+    )
+    return _exact_type(response, content_type)
+
+
+def archive_response(directory: Path, *, content_type: str, filename: str) -> Response:
+    """The tar.gz of ``directory``, sent as it is made (no Content-Length)."""
+    from oasis_keda.api.archives import tar_gz_stream
+
+    response = StreamingResponse(
+        tar_gz_stream(directory),
         media_type=content_type,
         headers={"content-disposition": content_disposition(filename)},
     )

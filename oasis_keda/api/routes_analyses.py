@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -12,7 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from oasis_keda.api import actions, analyses_service
+from oasis_keda.api import actions, analyses_service, archives
 from oasis_keda.api.analyses_service import get_analysis
 from oasis_keda.api.context import ApiContext, base_url, get_ctx, require_user
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
@@ -312,35 +313,47 @@ for _field in ANALYSIS_FILE_FIELDS:
     _file_route(_field)
 
 
-def _tar_members(ctx: ApiContext, pk: int, field: str) -> tuple[tarfile.TarFile, Any]:
+def _tar_members(ctx: ApiContext, pk: int, field: str) -> dict[str, Callable[[], bytes]]:
+    """The archive's files by name, each with a reader of its bytes: the files of a stored
+    directory (the archive made of it when downloaded), or the members of a stored tar."""
     stored = _stored(ctx, pk, field)
     if stored is None:
         raise NotFoundError()
     path = ctx.storage.abspath(stored.path)
+    if path.is_dir():
+        return {
+            str(p.relative_to(path)): p.read_bytes for p in archives.members(path) if p.is_file()
+        }
     try:
-        tar = tarfile.open(path)  # noqa: SIM115 - the caller closes it
+        with tarfile.open(path) as tar:
+            found = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
     except (OSError, tarfile.TarError):
         raise NotFoundError("The file is missing or is not a tar archive.") from None
-    return tar, path
+
+    def reader(member: tarfile.TarInfo) -> Callable[[], bytes]:
+        def read() -> bytes:
+            with tarfile.open(path) as tar:
+                fh = tar.extractfile(member)
+                if fh is None:
+                    raise NotFoundError(f"{member.name} is not in the {field}.")
+                return fh.read()
+
+        return read
+
+    return {name: reader(member) for name, member in found.items()}
 
 
 def _tar_routes(field: str) -> None:
     def tar_list(pk: int, ctx: ApiContext = _Ctx) -> list[str]:
-        tar, _ = _tar_members(ctx, pk, field)
-        with tar:
-            return [m.name for m in tar.getmembers() if m.isfile()]
+        return list(_tar_members(ctx, pk, field))
 
     def tar_extract(pk: int, filename: str | None = None, ctx: ApiContext = _Ctx) -> Response:
         if not filename:
             raise ValidationFailedError({"filename": ["This query parameter is required."]})
-        tar, _ = _tar_members(ctx, pk, field)
-        with tar:
-            names = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
-            member = names.get(filename.removeprefix("./"))
-            fh = tar.extractfile(member) if member is not None else None
-            if fh is None:
-                raise NotFoundError(f"{filename} is not in the {field}.")
-            data = fh.read()
+        read = _tar_members(ctx, pk, field).get(filename.removeprefix("./"))
+        if read is None:
+            raise NotFoundError(f"{filename} is not in the {field}.")
+        data = read()
         short = filename.rsplit("/", 1)[-1]
         ctype = "text/csv" if short.endswith(".csv") else "application/octet-stream"
         return text_response(data, content_type=ctype, filename=short)

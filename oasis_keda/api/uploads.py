@@ -20,6 +20,7 @@ from oasis_keda.api.context import ApiContext, safe_name
 from oasis_keda.api.errors import NotFoundError, ValidationFailedError
 from oasis_keda.api.files import (
     Upload,
+    archive_response,
     check_content_type,
     file_response,
     receive_upload,
@@ -97,10 +98,16 @@ def serve(
     filename: str | None = None,
     file_format: str | None = None,
 ) -> Response:
-    """The stored bytes with their exact type; 404 if absent; optional csv/parquet view."""
+    """The stored bytes with their exact type; 404 if absent; optional csv/parquet view. A
+    stored directory (a stage's inputs or outputs) is sent as the tar.gz made of it as it
+    is sent (:mod:`oasis_keda.api.archives`)."""
     if item is None:
         raise NotFoundError()
     path = ctx.storage.abspath(item.path)
+    if path.is_dir():
+        return archive_response(
+            path, content_type=content_type or item.content_type, filename=filename or item.filename
+        )
     if not path.is_file():
         raise NotFoundError("The file is missing from storage.")
     ctype = content_type or item.content_type

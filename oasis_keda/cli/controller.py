@@ -66,6 +66,7 @@ def serve(
     """Consume main tasks until SIGTERM."""
     from oasis_keda.core.leases import LeaseKeeper
     from task_controller.app import janitor_queues, make_dispatcher, reconcile
+    from task_controller.dispatch import warm_imports
     from task_controller.janitor import Janitor
     from task_controller.lost_queue import LostQueue
     from worker import signals
@@ -74,6 +75,7 @@ def serve(
         redis_url=redis_url, storage_dir=storage_dir, database_url=database_url
     )
     ctl = make_dispatcher(settings)
+    warm_imports()
     serve_metrics(metrics_port, what="controller metrics")
     node = f"controller.{os.getpid()}@{socket.gethostname()}"
     keeper = LeaseKeeper(ctl.client, queue=keys.CONTROLLER_QUEUE, node=node, ttl_s=lease_ttl_s)

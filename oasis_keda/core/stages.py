@@ -44,18 +44,52 @@ class Step:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StageSpec:
-    """A stage: steps before the chunks, the chunk step (a chord header), steps after."""
+    """A stage: steps before the chunks, the chunk step (a chord header), steps after.
+
+    Steps after the chunks run one after another, but those named in ``side_by_side`` (a
+    run of neighbours, neither the first nor the last step after the chunks): they run
+    beside each other, each given the result of the step before them, and the step after
+    them gets the list of their results.
+    """
 
     stage: str
     before: tuple[Step, ...]
     chunk: Step
     after: tuple[Step, ...]
+    side_by_side: frozenset[str] = frozenset()
     allowed_from: frozenset[str]
     queued: str
     started: str
     done: str
     error: str
     cancelled: str
+
+    def __post_init__(self) -> None:
+        if not self.side_by_side:
+            return
+        slugs = [s.slug for s in self.after]
+        where = [i for i, slug in enumerate(slugs) if slug in self.side_by_side]
+        if (
+            len(where) != len(self.side_by_side)
+            or where != list(range(where[0], where[0] + len(where)))
+            or where[0] == 0
+            or where[-1] == len(slugs) - 1
+        ):
+            raise ValueError(
+                f"stage {self.stage!r}: side_by_side {sorted(self.side_by_side)} must be "
+                "neighbouring steps after the chunks, neither the first nor the last"
+            )
+
+    def after_groups(self) -> list[tuple[Step, ...]]:
+        """The steps after the chunks as they run: one after another, each a group of one
+        step or of the steps that run side by side."""
+        groups: list[tuple[Step, ...]] = []
+        for s in self.after:
+            if groups and s.slug in self.side_by_side and groups[-1][0].slug in self.side_by_side:
+                groups[-1] = (*groups[-1], s)
+            else:
+                groups.append((s,))
+        return groups
 
     @property
     def active(self) -> frozenset[str]:
@@ -83,8 +117,11 @@ INPUTS_SPEC: Final = StageSpec(
     after=(
         step("collect-keys", "Collect keys"),
         step("write-input-files", "Write input files"),
+        step("write-fm-input-files", "Write FM input files"),
         step("cleanup-input-generation", "Cleanup input generation"),
     ),
+    # oasislmf's GUL and FM input files, written side by side (worker/input_files.py)
+    side_by_side=frozenset({"write-input-files", "write-fm-input-files"}),
     allowed_from=GENERATE_ALLOWED_FROM,
     queued=S.INPUTS_GENERATION_QUEUED.value,
     started=S.INPUTS_GENERATION_STARTED.value,

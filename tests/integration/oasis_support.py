@@ -9,7 +9,8 @@ from typing import Any
 
 from oasis_keda.core.model_dir import ModelDir, read_model_dir
 from tests.shared_data import PIWIND
-from worker import lookup, losses
+from worker import input_files, lookup, losses
+from worker.run_options import RunOptions
 
 PIWIND_10 = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind10.csv"
 PIWIND_FULL = PIWIND / "tests" / "inputs" / "SourceLocOEDPiWind.csv"
@@ -105,10 +106,25 @@ def run_inputs(
         ri_info_file=ri_files[0] if ri_files else None,
         ri_scope_file=ri_files[1] if ri_files else None,
     )
-    lookup.write_input_files(
-        options=options, keys_file=keys, errors_file=errors, input_dir=out / "input"
-    )
+    write_inputs(options, keys, errors, out / "input")
     return out / "input"
+
+
+def write_inputs(options: RunOptions, keys: Path, errors: Path, input_dir: Path) -> None:
+    """The input files as the stage writes them: the GUL and FM parts (the FM part only
+    with accounts), then merged."""
+    parts: list[input_files.Part] = ["gul"]
+    if options.arguments.get("oed_accounts_csv"):
+        parts.append("fm")
+    for part in parts:
+        input_files.write_input_files(
+            options=options,
+            keys_file=keys,
+            errors_file=errors,
+            input_dir=input_files.part_dir(input_dir, part),
+            part=part,
+        )
+    input_files.merge_parts([input_files.part_dir(input_dir, p) for p in parts], input_dir)
 
 
 def run_losses(

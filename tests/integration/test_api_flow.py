@@ -5,7 +5,8 @@ A real API server (uvicorn, free port), the task controller and one model worker
 Covers: the model registered with the CLI found by the client's search; chunking and
 scaling configured over HTTP; portfolio upload; analysis creation with settings;
 ``run_generate`` and ``run_analysis`` to completion under FIXED and DYNAMIC chunking;
-sub-task slugs and counts equal to the controller's plan; a sub-task's output log read
+sub-task slugs and counts equal to the controller's plan; the input files downloaded as a
+tar.gz made as it is sent, listed and extracted one by one; a sub-task's output log read
 back; outputs equal to the CLI's run of the same inputs; the run refusals the controller
 makes (run before inputs, DYNAMIC loss chunking without ``number_of_events``); cancel
 through the client, and cancel with nothing in progress refused.
@@ -192,7 +193,14 @@ def test_the_notebook_flow_runs_unmodified(
     assert {t["status"] for t in tasks} == {"COMPLETED"}
     a = client.analyses.get(analysis_id).json()
     assert a["status"] == "READY" and a["input_file"] and a["lookup_chunks"] == lookup_chunks
-    assert client.analyses.input_file.get(analysis_id).headers["Content-Type"] == "application/gzip"
+    inputs = client.analyses.input_file.get(analysis_id)
+    assert inputs.headers["Content-Type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(inputs.content)) as tar:  # the whole directory
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    assert {"items.bin", "coverages.bin", "fm_xref.bin", "gul_summary_map.csv"} <= set(files)
+    assert sorted(client.analyses.input_file_tar_list.get(analysis_id).json()) == sorted(files)
+    extracted = client.analyses.input_file_tar_extract.get(analysis_id, "fm_xref.bin")
+    assert extracted.content == files["fm_xref.bin"]
 
     assert client.run_analysis(analysis_id, poll_interval=POLL_S) is True
     tasks = client.analyses.sub_task_list(analysis_id).json()

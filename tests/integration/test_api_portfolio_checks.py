@@ -153,7 +153,5 @@ def test_reporting_currency_input_files_equal_oasislmf(tmp_path: Path) -> None:
         currency_conversion_json=conversion,
         reporting_currency="USD",
     )
-    lookup.write_input_files(
-        options=options, keys_file=keys, errors_file=errors, input_dir=out / "input"
-    )
+    sup.write_inputs(options, keys, errors, out / "input")
     oracle.assert_inputs_equal(out / "input", want.input_dir)

@@ -3,8 +3,9 @@ built-in synthetic model.
 
 Covers: an analysis at 3 lookup and 4 loss chunks on a real worker writes the input files
 and the ORD outputs of oasislmf's own unchunked run (the oracle), and its sub-task records
-match the plan; under ``-m slow``, 8 lookup and 10 loss chunks, and a worker SIGKILLed
-after a loss chunk wrote its output but before it was acknowledged: the chunk runs again
+match the plan, its GUL and FM input files written side by side and merged before READY;
+a portfolio without accounts (no FM input files) equals oasislmf's too; under ``-m
+slow``, 8 lookup and 10 loss chunks, and a worker SIGKILLed after a loss chunk wrote its output but before it was acknowledged: the chunk runs again
 elsewhere and the outputs still equal the oracle's; bad input (non-numeric coordinates, an empty
 location file) ends in INPUTS_GENERATION_ERROR with the message in a sub-task's error log and
 nothing reported complete.
@@ -113,7 +114,16 @@ def test_chunked_analysis_equals_oasislmf(
     assert [s.slug for s in subs] == INPUTS_SPEC.slugs(3)
     assert all(s.status == "COMPLETED" and s.output_log for s in subs)
     assert stack.analysis(analysis_id).lookup_chunks == 3
-    oracle.assert_inputs_equal(_inputs_dir(stack, analysis_id), synth_oracle.input_dir)
+    # READY names the merged directory of input files: both parts written, then merged
+    inputs = _file(stack, stack.analysis(analysis_id).input_file_id)
+    assert inputs.is_dir() and inputs == _inputs_dir(stack, analysis_id)
+    assert sorted(p.name for p in inputs.parent.glob("inputs*")) == ["inputs"]
+    by_slug = {s.slug: s for s in subs}
+    cleanup = by_slug["cleanup-input-generation"]
+    for slug in ("write-input-files", "write-fm-input-files"):
+        assert by_slug[slug].end_time <= cleanup.start_time  # type: ignore[operator]
+        assert by_slug[slug].start_time >= by_slug["collect-keys"].end_time  # type: ignore[operator]
+    oracle.assert_inputs_equal(inputs, synth_oracle.input_dir)
 
     outputs = _run(stack, analysis_id)
     oracle.assert_outputs_equal(outputs, synth_oracle.output_dir, note="real workers")
@@ -125,6 +135,34 @@ def test_chunked_analysis_equals_oasislmf(
     analysis = stack.analysis(analysis_id)
     assert analysis.num_events_total == 40
     assert analysis.num_events_complete == 40
+
+
+def test_gul_only_portfolio_input_files_equal_oasislmf(
+    stack: Stack, model_dir: Path, tmp_path: Path
+) -> None:
+    stack.start_worker(MODEL)
+    analysis_id = stack.controller.create_analysis(
+        "gul-only",
+        model_id=MODEL,
+        location_file=model_dir / "location.csv",
+        accounts_file=None,
+        settings_file=model_dir / "analysis_settings.json",
+        chunking={"fixed_lookup_chunks": 2},
+    )
+    stack.controller.generate(analysis_id)
+    assert stack.wait_status(analysis_id, DONE_INPUTS, TIMEOUT_S) == "READY"
+    fm = {s.slug: s for s in stack.subtasks(analysis_id)}["write-fm-input-files"]
+    assert fm.status == "COMPLETED" and "no FM input files" in (fm.output_log or "")
+    inputs = _inputs_dir(stack, analysis_id)
+    assert not list(inputs.glob("fm_*"))
+    want = oracle.oracle_run(
+        model_dir,
+        location=model_dir / "location.csv",
+        accounts=None,
+        settings=model_dir / "analysis_settings.json",
+        run_dir=tmp_path / "oracle" / "run",
+    )
+    oracle.assert_inputs_equal(inputs, want.input_dir)
 
 
 @pytest.mark.slow
@@ -191,7 +229,7 @@ def test_bad_input_ends_in_inputs_generation_error(
     assert errors, [(s.slug, s.status) for s in subs]
     assert expected.lower() in (errors[0].error_log or "").lower()
     for sub in subs:
-        if sub.slug in ("collect-keys", "write-input-files", "cleanup-input-generation"):
+        if sub.slug in INPUTS_SPEC.slugs(0)[len(INPUTS_SPEC.before) :]:
             assert sub.status != "COMPLETED", sub.slug
     analysis = stack.analysis(analysis_id)
     assert analysis.input_file_id is None

@@ -2,7 +2,8 @@
 
 For each analysis, the latest run of each stage whose sub-tasks all have a start and an end
 becomes a stage of the workload: its sub-task rows, in dispatch order, become phases (the
-chunk rows of the stage one phase, every other row a phase of its own), each sub-task's
+chunk rows of the stage one phase, its steps that run side by side one phase, every other
+row a phase of its own), each sub-task's
 duration its end minus its start. A stage's request time is the earliest ``pending_time``
 of its rows; the first stage's is the analysis's arrival (counted from the earliest of all
 exported), a later stage's is its gap after the stage before it ended.
@@ -28,29 +29,37 @@ from oasis_keda.runtime.simulate.workload import AnalysisWork, StageWork, Worklo
 _CHUNK = re.compile(r"^(?P<step>.+)-\d+$")
 
 
-def _chunk_test(stage: str) -> Callable[[str], bool]:
-    """Whether a slug is one of the stage's chunks."""
+def _phase_test(stage: str) -> Callable[[str], str | None]:
+    """Which queued-together phase a slug belongs to: the stage's chunks, or its steps that
+    run side by side; None for a step queued alone."""
     try:
-        prefix = spec_for(stage).chunk.slug + "-"
+        spec = spec_for(stage)
     except ValueError:  # a stage this process does not know: any ``step-N`` slug
-        return lambda slug: _CHUNK.match(slug) is not None
-    return lambda slug: slug.startswith(prefix) and slug[len(prefix) :].isdigit()
+        return lambda slug: "chunks" if _CHUNK.match(slug) is not None else None
+    prefix = spec.chunk.slug + "-"
+
+    def phase(slug: str) -> str | None:
+        if slug.startswith(prefix) and slug[len(prefix) :].isdigit():
+            return "chunks"
+        return "side" if slug in spec.side_by_side else None
+
+    return phase
 
 
 def phases_of(stage: str, rows: Sequence[SubTask]) -> tuple[tuple[float, ...], ...]:
     """The stage's phases from its rows (in dispatch order)."""
-    is_chunk = _chunk_test(stage)
+    phase_of = _phase_test(stage)
     phases: list[list[float]] = []
-    in_chunks = False
+    current: str | None = None
     for row in rows:
         assert row.start_time is not None and row.end_time is not None
         duration = max((row.end_time - row.start_time).total_seconds(), 0.0)
-        chunk = is_chunk(row.slug)
-        if chunk and in_chunks:
+        phase = phase_of(row.slug)
+        if phase is not None and phase == current:
             phases[-1].append(duration)
         else:
             phases.append([duration])
-        in_chunks = chunk
+        current = phase
     return tuple(tuple(round(d, 6) for d in p) for p in phases)
 
 
@@ -103,10 +112,11 @@ def measured_timings(stages: Sequence[Sequence[SubTask]]) -> dict[str, float]:
     overhead = max(_median(idle), 0.0)
     gaps = []
     for stage in stages:
-        is_chunk = _chunk_test(stage[0].stage)
+        phase_of = _phase_test(stage[0].stage)
         groups: list[list[SubTask]] = []
         for r in stage:
-            if groups and is_chunk(r.slug) and is_chunk(groups[-1][-1].slug):
+            phase = phase_of(r.slug)
+            if groups and phase is not None and phase == phase_of(groups[-1][-1].slug):
                 groups[-1].append(r)
             else:
                 groups.append([r])
