@@ -206,7 +206,7 @@ def _remaining(
     """Seconds left for sub-tasks given as (slug, status, start_time); a serial step not
     started yet also waits its usual wait for a worker."""
     now = utcnow()
-    serial = 0.0
+    serial: dict[str, float] = {}
     running: list[float] = []
     queued = 0
     for slug, status, start in subs:
@@ -220,13 +220,25 @@ def _remaining(
         elif waits:
             left += waits.get(kind, 0.0)
         if kind != spec.chunk.slug:
-            serial += left
+            serial[kind] = serial.get(kind, 0.0) + left
         elif status == SubTaskStatus.STARTED.value:
             running.append(left)
         else:
             queued += 1
     chunk = estimates.get(spec.chunk.slug, 0.0)
-    return serial + chunk_phase(running, queued, chunk, workers)
+    # steps that run side by side share the workers; the others run one after another
+    beside = sorted((v for k, v in serial.items() if k in spec.side_by_side), reverse=True)
+    alone = sum(v for k, v in serial.items() if k not in spec.side_by_side)
+    together = _makespan(beside, workers)
+    return alone + together + chunk_phase(running, queued, chunk, workers)
+
+
+def _makespan(durations: Sequence[float], workers: int) -> float:
+    """Sub-tasks of the given durations, all ready, on ``workers``: when the last ends."""
+    free = [0.0] * max(min(workers, len(durations)), 1)
+    for d in durations:  # longest first, each to the earliest free worker
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
 
 
 # -- the estimate ------------------------------------------------------------------------

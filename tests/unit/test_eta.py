@@ -184,7 +184,11 @@ def test_no_estimate_without_any_chunk_duration(session: Session) -> None:
     found = eta.estimate(session, None, a, workers=1)
     assert found is not None
     assert "write-input-files" in found.unknown  # said so, and taken to last as a chunk:
-    assert found.remaining_s == pytest.approx(4 * 3.0 + 2 * 3.0)  # 4 serial steps, 2 chunks
+    # 5 steps besides the chunks (the two writing steps one after the other on 1 worker)
+    assert found.remaining_s == pytest.approx(5 * 3.0 + 2 * 3.0)
+    found = eta.estimate(session, None, a, workers=2)
+    assert found is not None  # on 2 workers the writing steps run side by side, chunks too
+    assert found.remaining_s == pytest.approx(4 * 3.0 + 3.0)
 
 
 def test_no_estimate_for_an_analysis_without_a_stage_in_progress(session: Session) -> None:
