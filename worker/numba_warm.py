@@ -14,6 +14,10 @@ the data dependency is broken in two passes:
    run directory. Each process compiles exactly the functions and signatures its tool
    uses in the real run, and writes them to the cache (``NUMBA_CACHE_DIR``).
 
+A script the worker runs with bash rather than in-process (one with a tool its
+interpreter does not take, e.g. ``modelpy``) cannot be replayed tool by tool: its tools
+compile in a **pipeline** process that runs the whole flow with the JIT on.
+
 Beside them, an **inputs** process (JIT on) imports every tool (their eagerly compiled
 functions) and runs input generation and the loss run directory's preparation (the numba
 code of the lookup and the converters); a **merge** replay rebuilds the merged summary
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -40,9 +45,15 @@ from oasis_keda.core.stages import INPUTS, LOSSES, Job
 #: Loss chunks of the recorded run: more than one, so that the output step merges chunks.
 RECORD_CHUNKS = 2
 CALLS_FILE = "calls.json"
+#: oasislmf's Python tools, as a script names them (its process check lists them all).
+_TOOL_NAME = re.compile(
+    r"\b(evepy|modelpy|gulpy|gulmc|fmpy|plapy|summarypy|eltpy|pltpy|katpy|aalpy|lecpy)\b"
+)
+_PROC_LIST = re.compile(r"^\s*proc_list=.*$", re.MULTILINE)
 #: Replays that are not a pipeline tool.
 MERGE = "merge"
-INPUTS_JOB = "inputs"
+#: The job that runs the whole pipeline with the JIT on, for tools run with bash.
+PIPELINE = "pipeline"
 
 
 @dataclass
@@ -63,6 +74,8 @@ class Recording:
     calls: list[Call] = field(default_factory=list)
     #: the recorded losses run directory, as the calls name it
     recorded_dir: str = ""
+    #: tools of scripts the worker runs with bash (its interpreter does not take them)
+    bash_tools: list[str] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:
@@ -76,6 +89,7 @@ class Recording:
     def save(self) -> None:
         data = {
             "run_dir": str(self.run_dir.resolve()),
+            "bash_tools": self.bash_tools,
             "calls": [asdict(c) for c in self.calls],
         }
         (self.root / CALLS_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -84,7 +98,8 @@ class Recording:
     def load(cls, root: Path) -> Recording:
         data = json.loads((root / CALLS_FILE).read_text(encoding="utf-8"))
         recorded = str(data["run_dir"])
-        return cls(root=root, calls=[Call(**c) for c in data["calls"]], recorded_dir=recorded)
+        calls = [Call(**c) for c in data["calls"]]
+        return cls(root=root, calls=calls, recorded_dir=recorded, bash_tools=data["bash_tools"])
 
     def argv_in(self, call: Call, run_dir: Path, scratch: Path) -> list[str]:
         """A call's argv for a replay in ``run_dir`` (a copy of the recorded one): paths
@@ -166,11 +181,21 @@ def _recording_tools(recording: Recording) -> Iterator[None]:
         recording.calls.append(Call(argv=list(argv), stdin=saved, cwd=cwd))
         original(argv, stdin, stdout)
 
-    script.run_tool = recorder
+    original_parse = script.parse
+
+    def parse(text: str) -> Any:
+        try:
+            return original_parse(text)
+        except script.Unsupported:  # run with bash: its tools cannot be replayed alone
+            named = _TOOL_NAME.findall(_PROC_LIST.sub("", text))
+            recording.bash_tools = list(dict.fromkeys([*recording.bash_tools, *named]))
+            raise
+
+    script.run_tool, script.parse = recorder, parse
     try:
         yield
     finally:
-        script.run_tool = original
+        script.run_tool, script.parse = original, original_parse
 
 
 def record(model_dir: Path, settings_file: Path, root: Path) -> Recording:
@@ -232,7 +257,7 @@ def replay(root: Path, tool: str, work: Path, progress: Callable[[int, int], Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.numba_warm")
-    parser.add_argument("what", choices=["record", "inputs", "replay"])
+    parser.add_argument("what", choices=["record", "inputs", "replay", PIPELINE])
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--settings", type=Path)
     parser.add_argument("--root", type=Path, required=True)
@@ -249,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "record":
         recording = record(args.model_dir, args.settings, args.root)
         print("tools " + " ".join(recording.tools), flush=True)
+        print("bash " + " ".join(recording.bash_tools), flush=True)
+    elif args.what == PIPELINE:
+        progress(0, 1)
+        run_losses(run_inputs(_job(args.model_dir, args.settings, args.root)))
+        progress(1, 1)
     elif args.what == "inputs":
         warm_inputs(args.model_dir, args.settings, args.root)
     else:

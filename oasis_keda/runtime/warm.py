@@ -43,12 +43,13 @@ from rich.progress import (
 from oasis_keda.runtime.errors import LocalRuntimeError
 
 #: Markers of finished warm-ups, one file per configuration, in the cache directory.
-MARKER_DIR = ".oasis-keda-warm"
+MARKER_DIR = ".oasis-keda-warmed"
 TIMEOUT_S = 1800.0
-RECORD, INPUTS = "record", "inputs"
+RECORD, INPUTS, PIPELINE = "record", "inputs", "pipeline"
 #: Slowest to compile first (seconds on one core, this machine's cold cache), so that the
 #: longest compile never starts last.
 COST_ORDER = (
+    PIPELINE,
     "gulmc",
     "fmpy",
     "gulpy",
@@ -143,6 +144,7 @@ def warm_model(
     try:
         runner = _Runner(root, base, slots, console)
         common = ["--model-dir", str(model_dir), "--settings", str(settings_file)]
+        runner.pipeline_args = [*common, "--root", str(root / PIPELINE)]
         runner.add(RECORD, [*common, "--root", str(root / "record")], jit=False)
         runner.add(INPUTS, [*common, "--root", str(root / "inputs")])
         tools = runner.run()
@@ -172,9 +174,10 @@ class _Runner:
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.pipeline_args: list[str] = []
 
     def add(self, name: str, args: list[str], *, jit: bool = True) -> None:
-        what = name if name in (RECORD, INPUTS) else "replay"
+        what = name if name in (RECORD, INPUTS, PIPELINE) else "replay"
         env = dict(self.env)
         if not jit:
             env["NUMBA_DISABLE_JIT"] = "1"
@@ -194,9 +197,12 @@ class _Runner:
                         if job.proc is not None and job.proc.poll() is not None:
                             self._finished(job)
                             if job.name == RECORD:
-                                tools = self._tools(job)
+                                tools, bash = self._tools(job)
+                                if bash:  # run by bash: compiled by a whole run, JIT on
+                                    self.add(PIPELINE, self.pipeline_args)
                                 for tool in order_tools(tools):
                                     self.add(tool, self._replay_args(tool))
+                                tools = list(dict.fromkeys([*tools, *bash]))
                     if time.monotonic() > deadline:
                         raise LocalRuntimeError(f"warm-up not done after {TIMEOUT_S:.0f} s")
                     time.sleep(0.05)
@@ -256,12 +262,13 @@ class _Runner:
         self.progress.update(task, completed=total, total=total, state="done")
         self.progress.stop_task(task)
 
-    def _tools(self, job: _Job) -> list[str]:
-        # the reader thread may still hold the last line: give it a moment
+    def _tools(self, job: _Job) -> tuple[list[str], list[str]]:
+        """The tools the record pass saw run in-process, and those run by bash."""
+        # the reader thread may still hold the last lines: give it a moment
         for _ in range(100):
-            for line in job.lines:
-                if line.startswith("tools "):
-                    return line.split()[1:]
+            found = {line.split(" ", 1)[0]: line.split()[1:] for line in job.lines}
+            if "tools" in found and "bash" in found:
+                return found["tools"], found["bash"]
             time.sleep(0.02)
         raise LocalRuntimeError("numba warm-up: the record pass named no tools")
 
