@@ -39,6 +39,7 @@ def _record(model: Path, settings: dict[str, Any], root: Path) -> tuple[list[str
         [sys.executable, "-m", "worker.numba_warm", "record", "--model-dir", str(model)]
         + ["--settings", str(settings_file), "--root", str(root)],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,
@@ -115,6 +116,7 @@ def test_after_warming_a_run_compiles_nothing(model: Path, tmp_path: Path) -> No
     done = subprocess.run(
         [sys.executable, "-c", code, str(model), str(settings_file), str(tmp_path / "run")],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,
