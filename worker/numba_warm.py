@@ -181,21 +181,26 @@ def _recording_tools(recording: Recording) -> Iterator[None]:
         recording.calls.append(Call(argv=list(argv), stdin=saved, cwd=cwd))
         original(argv, stdin, stdout)
 
-    original_parse = script.parse
+    from worker import script_plan
+
+    original_parse = script_plan.parse
 
     def parse(text: str) -> Any:
         try:
             return original_parse(text)
-        except script.Unsupported:  # run with bash: its tools cannot be replayed alone
+        except script_plan.Unsupported:  # run with bash: its tools cannot be replayed alone
             named = _TOOL_NAME.findall(_PROC_LIST.sub("", text))
             recording.bash_tools = list(dict.fromkeys([*recording.bash_tools, *named]))
             raise
 
-    script.run_tool, script.parse = recorder, parse
+    # worker.script calls both through its module globals
+    script.run_tool = recorder
+    setattr(script, "parse", parse)  # noqa: B010
     try:
         yield
     finally:
-        script.run_tool, script.parse = original, original_parse
+        script.run_tool = original
+        setattr(script, "parse", original_parse)  # noqa: B010
 
 
 def record(model_dir: Path, settings_file: Path, root: Path) -> Recording:
