@@ -44,6 +44,8 @@ from oasis_keda.core.stages import INPUTS, LOSSES, Job
 
 #: Loss chunks of the recorded run: more than one, so that the output step merges chunks.
 RECORD_CHUNKS = 2
+#: Locations of the model's portfolio the warm-up runs (the first ones).
+RECORD_LOCATIONS = 10
 CALLS_FILE = "calls.json"
 #: oasislmf's Python tools, as a script names them (its process check lists them all).
 _TOOL_NAME = re.compile(
@@ -116,9 +118,21 @@ class Recording:
         return argv
 
 
+def _sample_locations(location_file: Path, root: Path) -> Path:
+    """The first :data:`RECORD_LOCATIONS` rows of the location file: the types the tools
+    compile for do not depend on the portfolio's size, the time without the JIT does."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "location.csv"
+    with location_file.open(encoding="utf-8-sig", newline="") as src:
+        lines = [line for _, line in zip(range(RECORD_LOCATIONS + 1), src, strict=False)]
+    target.write_text("".join(lines), encoding="utf-8")
+    return target
+
+
 def _job(model_dir: Path, settings_file: Path, root: Path) -> Job:
     model = model_dir.resolve()
     accounts = model / "account.csv"
+    locations = _sample_locations(model / "location.csv", root)
     return {
         "analysis_id": 0,
         "run_number": 1,
@@ -128,7 +142,7 @@ def _job(model_dir: Path, settings_file: Path, root: Path) -> Job:
         "queue": "",
         "num_chunks": 1,
         "run_root": str(root / "run"),
-        "location_file": str(model / "location.csv"),
+        "location_file": str(locations),
         "accounts_file": str(accounts) if accounts.is_file() else None,
         "ri_info_file": None,
         "ri_scope_file": None,
