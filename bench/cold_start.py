@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ TIMEOUT_S = 600.0
 POLL_S = 0.05
 DONE_INPUTS = {"READY", "INPUTS_GENERATION_ERROR", "INPUTS_GENERATION_CANCELLED"}
 CHUNK_SLUG = "generate-losses-chunk-"
+#: The worker's log line at the end of its background imports (worker/warmup.py).
+WARM_UP_LINE = re.compile(r"warm-up done in ([0-9.]+) s")
 DONE_RUN = {"RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED"}
 
 
@@ -115,7 +118,8 @@ def measure_cold_start(
     sub-task's time on the warm and on the cold worker), ``chunk_penalty_s`` (the first
     chunk's cold time minus its warm time: the compiled code loaded on first call),
     ``stage_penalty_s`` (end of the stage minus its warm duration), ``subtasks`` (slug,
-    cold and warm seconds of each), and ``load_avg`` (1-minute load before and after).
+    cold and warm seconds of each), ``warm_up_s`` (the background imports, from its log),
+    and ``load_avg`` (1-minute load before and after).
     """
     from task_controller.requests import make_requests
 
@@ -177,13 +181,15 @@ def measure_cold_start(
                 _wait_status(controller, analysis_id, DONE_RUN, timeout_s), "RUN_COMPLETED", root
             )
             cold_times = _times(controller, analysis_id, cold_run)
+            found = WARM_UP_LINE.search((root / "cold.log").read_text(errors="replace"))
+            warm_up_s = float(found.group(1)) if found else None
         finally:
             for proc in procs:
                 _stop(proc)
             Registry(client).delete(model_id)
             client.close()
             controller.app.close()
-    return _summary(t0, ready_s, cold_times, warm_times, load_before)
+    return {**_summary(t0, ready_s, cold_times, warm_times, load_before), "warm_up_s": warm_up_s}
 
 
 def _wait_file(path: Path, t0: float, timeout_s: float) -> float | None:

@@ -96,9 +96,13 @@ def test_replays_run_slowest_first_and_merge_always() -> None:
 
 
 @pytest.mark.slow
-def test_after_warming_a_run_compiles_nothing(model: Path, tmp_path: Path) -> None:
-    """An empty cache warmed for the model's settings; a worker's inputs and loss run then
-    add no file to it (every function and signature was compiled by the warm-up)."""
+def test_after_warming_a_run_compiles_nothing(tmp_path: Path) -> None:
+    """An empty cache warmed for the model's settings; a worker's inputs and loss run of the
+    whole portfolio (the warm-up runs its first 10 locations) then add no file to it: every
+    function and signature was compiled by the warm-up."""
+    model = tmp_path / "model"
+    write_synthetic_model(model, locations=40, events=30, seed=2)
+    assert numba_warm.RECORD_LOCATIONS < 40
     cache = tmp_path / "numba"
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(_gul_elt_only()))
@@ -111,6 +115,7 @@ def test_after_warming_a_run_compiles_nothing(model: Path, tmp_path: Path) -> No
     code = (
         "import sys; from pathlib import Path; from worker import numba_warm as w; "
         "job = w._job(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])); "
+        "job['location_file'] = sys.argv[1] + '/location.csv'; "
         "w.run_losses(w.run_inputs(job))"
     )
     done = subprocess.run(
