@@ -37,6 +37,9 @@ from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings
 
 TIMEOUT_S = 600.0
+#: How long to wait for the readiness file once the stage is done (a worker without one
+#: never writes it).
+READY_WAIT_S = 10.0
 POLL_S = 0.05
 DONE_INPUTS = {"READY", "INPUTS_GENERATION_ERROR", "INPUTS_GENERATION_CANCELLED"}
 CHUNK_SLUG = "generate-losses-chunk-"
@@ -50,6 +53,7 @@ def _cli(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen
         return subprocess.Popen(
             [sys.executable, "-c", "from oasis_keda.cli import main; main()", *args],
             env=dict(env),
+            cwd=log.parent,  # the code comes from the environment's path, not from here
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
@@ -171,15 +175,15 @@ def measure_cold_start(
             ready_file = root / "cold.ready"
             t0 = time.time()
             cold = _cli(
-                ["worker", "serve", "--model", model_id, "--ready-file", str(ready_file)],
-                penv,
+                ["worker", "serve", "--model", model_id],
+                {**penv, "OASIS_KEDA_WORKER_READY_FILE": str(ready_file)},
                 root / "cold.log",
             )
             procs.append(cold)
-            ready_s = _wait_file(ready_file, t0, timeout_s)
             _check(
                 _wait_status(controller, analysis_id, DONE_RUN, timeout_s), "RUN_COMPLETED", root
             )
+            ready_s = _wait_file(ready_file, t0, READY_WAIT_S)
             cold_times = _times(controller, analysis_id, cold_run)
             found = WARM_UP_LINE.search((root / "cold.log").read_text(errors="replace"))
             warm_up_s = float(found.group(1)) if found else None
