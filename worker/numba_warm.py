@@ -305,9 +305,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def entry() -> Any:  # pragma: no cover - the module's command line
-    sys.exit(main())
-
-
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

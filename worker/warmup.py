@@ -19,6 +19,7 @@ still waits for its stages explicitly, so that it never sees a half-imported pac
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -104,6 +105,24 @@ class WarmUp:
         self._thread.start()
 
     def _run(self) -> None:
+        # Imports allocate many objects and free few: the cyclic collector finds nothing
+        # then, and costs about a seventh of their time. Off while they run (process-wide).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._import_stages()
+        finally:
+            if collecting:
+                gc.enable()
+        total = time.monotonic() - self.started_at
+        logger.info(
+            "warm-up done in %.2f s (%s)",
+            total,
+            ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()),
+        )
+        self._update_ready()
+
+    def _import_stages(self) -> None:
         for name, modules in self.stages.items():
             t0 = time.monotonic()
             try:
@@ -114,13 +133,6 @@ class WarmUp:
                 self._errors[name] = exc
             self.seconds[name] = time.monotonic() - t0
             self._done[name].set()
-        total = time.monotonic() - self.started_at
-        logger.info(
-            "warm-up done in %.2f s (%s)",
-            total,
-            ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()),
-        )
-        self._update_ready()
 
     @property
     def warm(self) -> bool:
