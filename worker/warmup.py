@@ -186,7 +186,8 @@ class WarmUp:
 
     @property
     def ready(self) -> bool:
-        return self._consuming and self.warm
+        """Celery consumes and every stage imported (a failed one: never ready)."""
+        return self._consuming and self.warm and not self._errors
 
     def _update_ready(self) -> None:
         with self._lock:

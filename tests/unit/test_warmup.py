@@ -78,10 +78,12 @@ def test_warm_before_consuming_is_not_ready(tmp_path: Path) -> None:
     assert (tmp_path / "ready").exists()
 
 
-def test_a_failed_stage_fails_the_steps_that_need_it(tmp_path: Path) -> None:
+def test_a_failed_stage_fails_the_steps_that_need_it_and_is_never_ready(tmp_path: Path) -> None:
     warm = _warm(tmp_path, Gate(hold="", fail="c"))
     warm.start()
     warm.wait_all(timeout_s=10)
+    warm.consuming(True)
+    assert not warm.ready and not (tmp_path / "ready").exists()  # a broken worker
     warm.wait_for(("oasislmf",))
     with pytest.raises(WarmUpError, match="tools failed: ImportError: no module c"):
         warm.wait_for_step("generate-losses-chunk")
