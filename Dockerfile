@@ -41,15 +41,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     OASIS_KEDA_STORAGE_DIR=/data
 
 # Warm the numba cache at build time: the oasislmf pipeline tools (gulmc, fmpy, summarypy,
-# ...) compile on first use, about 30 s each (docs/BENCHMARKS.md). Write the built-in
-# synthetic model with `oasis-keda model synth` and run it once end to end with
-# oasislmf, so every tool's compiled code lands in the cache. Worker pods copy the cache into
-# a writable emptyDir at start (their root filesystem is read-only). The cache is built by
-# the same image and paths that use it, hence here and not on the model volume.
+# ...) compile on first use, about 30 s each (docs/BENCHMARKS.md). `oasis-keda model warm`
+# compiles every tool the built-in synthetic model's pipeline runs (every ORD output), each
+# in its own process, as many at once as the build has cores. Worker pods copy the cache
+# into a writable emptyDir at start (their root filesystem is read-only). The cache is
+# built by the same image and paths that use it, hence here and not on the model volume.
 RUN mkdir -p /opt/oasis-keda/numba-cache \
     && oasis-keda model synth --dir /tmp/warm-model \
-    && oasislmf model run --config /tmp/warm-model/oasislmf.json --model-run-dir /tmp/warm-run \
-    && rm -rf /tmp/warm-model /tmp/warm-run /tmp/matplotlib \
+    && oasis-keda model warm --model-dir /tmp/warm-model \
+    && rm -rf /tmp/warm-model /tmp/matplotlib \
     && chmod -R a+rX /opt/oasis-keda/numba-cache
 
 USER 10001:10001

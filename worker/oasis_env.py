@@ -1,11 +1,11 @@
-"""Process set-up for running oasislmf: the persistent numba cache, and a warm import.
+"""Process set-up for running oasislmf: the persistent numba cache.
 
 oasislmf's pipeline tools are numba code; compiling them costs about 30 s per tool, so the
 compiled code must outlive the process. numba reads ``NUMBA_CACHE_DIR`` once, when it is
 first imported, and the pipeline's child processes inherit it from our environment. So
-:func:`prepare_process` must run before anything imports numba (the worker calls it at
-start-up), and it sets the variable in ``os.environ`` on purpose: that is the channel to
-the children.
+:func:`prepare_process` must run before anything imports numba (the worker calls it first
+thing, before its warm-up imports, see :mod:`worker.warmup`), and it sets the variable in
+``os.environ`` on purpose: that is the channel to the children.
 """
 
 from __future__ import annotations
@@ -20,18 +20,6 @@ logger = logging.getLogger(__name__)
 
 NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
 DEFAULT_NUMBA_CACHE_DIR = Path.home() / ".cache" / "oasis-keda" / "numba"
-# what a worker imports at start-up: the API, the lookup and every tool of a loss chunk
-WARM_MODULES = (
-    "oasislmf.manager",
-    "oasislmf.lookup.factory",
-    "ods_tools.oed",
-    "oasislmf.pytools.eve.cli",
-    "oasislmf.pytools.gulmc.cli",
-    "oasislmf.pytools.fm.cli",
-    "oasislmf.pytools.summary.cli",
-    "oasislmf.pytools.elt.cli",
-    "oasislmf.pytools.plt.cli",
-)
 
 
 def numba_cache_dir(env: Mapping[str, str]) -> Path:
@@ -69,12 +57,3 @@ def prepare_process(env: Mapping[str, str] | None = None) -> Path:
                 cache_dir,
             )
     return cache_dir
-
-
-def warm_up() -> None:
-    """Import oasislmf and the pipeline tools once, so the first chunk does not pay for it."""
-    prepare_process()
-    import importlib
-
-    for name in WARM_MODULES:
-        importlib.import_module(name)

@@ -82,7 +82,7 @@ def _preserved_logging() -> Iterator[None]:
         logging.captureWarnings(False)
 
 
-def _run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
+def run_tool(argv: list[str], stdin: str | None, stdout: str) -> None:
     """Call a tool's ``main()`` with ``argv`` and the two files as its stdin and stdout."""
     main = _tool_main(argv[0])
     saved = sys.argv, sys.stdin, sys.stdout
@@ -129,7 +129,7 @@ def run_job(job: Job, tmp_dir: Path, counter: list[int]) -> None:
         if cmd.argv[0] == "tee":
             _tee(stdin, cmd.argv[1:], stdout)
         else:
-            _run_tool(cmd.argv, stdin, stdout)
+            run_tool(cmd.argv, stdin, stdout)
         # a file between two commands of the pipe goes once the next one has read it
         if i > 0 and previous is not None and previous.startswith(str(tmp_dir)):
             os.unlink(previous)

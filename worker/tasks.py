@@ -42,7 +42,7 @@ from oasis_keda.core.stages import (
     Job,
     StageSpec,
 )
-from worker import metrics, steps
+from worker import metrics, steps, warmup
 from worker.errors import InputError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,9 @@ class SubTaskTask(Task):  # type: ignore[misc]
                         job["analysis_id"],
                         job["run_number"],
                     )
+                    waited = warmup.current().wait_for_step(self.step_slug)
+                    if waited >= 0.01:
+                        logger.info("waited %.2f s for the worker's warm-up", waited)
                     result = self.run(*args, **kwargs)
                     outcome = "completed"
                     logger.info("%s completed", self.name)

@@ -1,4 +1,5 @@
-"""``oasis-keda model synth``: write the built-in synthetic model to a directory.
+"""``oasis-keda model synth``: write the built-in synthetic model to a directory;
+``oasis-keda model warm``: compile a model's numba code in parallel, once.
 
 The main job, the demo and the fast tests run on this model, so it must be there without
 network or ../shared. The directory it writes is an ordinary oasislmf model directory that
@@ -56,3 +57,50 @@ def synth(directory: str, locations: int | None, events: int | None, seed: int) 
     click.echo(f"  accounts:  {written.root / 'account.csv'}")
     click.echo(f"  settings:  {written.root / 'analysis_settings.json'}")
     click.echo(f"  register:  oasis-keda models register synth --model-dir {written.root}")
+
+
+@model.command("warm")
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The oasislmf model directory (with oasislmf.json, location.csv).",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Analysis settings whose pipeline to compile.  [default: MODEL_DIR/analysis_settings.json]",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Processes at once.  [default: the machine's cores]",
+)
+@click.option("--force", is_flag=True, help="Compile again even if done for this configuration.")
+def warm(model_dir: Path, settings_file: Path | None, jobs: int | None, force: bool) -> None:
+    """Compile the numba code of MODEL's pipeline tools into the numba cache, one process
+    per tool (NUMBA_CACHE_DIR, else ~/.cache/oasis-keda/numba)."""
+    from oasis_keda.cli import environ
+    from oasis_keda.runtime.errors import LocalRuntimeError
+    from oasis_keda.runtime.warm import warm_model
+    from worker.oasis_env import numba_cache_dir
+
+    env = environ()
+    cache = numba_cache_dir(env)
+    try:
+        result = warm_model(
+            model_dir, cache_dir=cache, settings_file=settings_file, jobs=jobs, env=env, force=force
+        )
+    except LocalRuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result is None:
+        click.echo(f"numba cache {cache} is already warm for this model and settings")
+        return
+    click.echo(
+        f"numba cache {cache} warm in {result.seconds:.0f} s "
+        f"({result.jobs} at once): {' '.join(result.tools)}"
+    )

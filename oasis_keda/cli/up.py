@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 @click.option("--polling-interval", default=None, type=click.IntRange(min=1), help="Seconds [1].")
 @click.option("--cooldown", default=None, type=click.IntRange(min=0), help="Seconds [5].")
 @click.option(
+    "--warm/--no-warm",
+    default=True,
+    show_default=True,
+    help="Before workers start: compile the numba code of each registered model's pipeline "
+    "(as `oasis-keda model warm`, with its directory's analysis_settings.json).",
+)
+@click.option(
     "--max-restarts",
     default=5,
     show_default=True,
@@ -41,6 +48,7 @@ def up(
     no_api: bool,
     polling_interval: int | None,
     cooldown: int | None,
+    warm: bool,
     max_restarts: int,
 ) -> None:
     """Run Redis, the scaler, the controller, the API and the autoscaler until Ctrl-C."""
@@ -79,6 +87,8 @@ def up(
             click.echo(f"API         {supervisor.api_url}", err=True)
         click.echo(f"storage     {settings.storage_dir}", err=True)
         click.echo(f"logs        {supervisor.run_dir}", err=True)
+        if warm:
+            warm_registered(supervisor.redis_url, env)
         click.echo("Running; Ctrl-C stops everything.", err=True)
         asyncio.run(supervisor.serve())
     except PartFailedError as exc:
@@ -91,3 +101,34 @@ def up(
     click.echo("Stopped; nothing left running.", err=True)
     if failed is not None:
         raise click.ClickException(f"{failed}; see the logs in {supervisor.run_dir}")
+
+
+def warm_registered(redis_url: str, env: dict[str, str]) -> None:
+    """Warm the numba cache for every registered model with a model directory and analysis
+    settings in it; a model that fails is reported and skipped (its workers compile)."""
+    import redis
+
+    from oasis_keda.core.registry import Registry
+    from oasis_keda.runtime.errors import LocalRuntimeError
+    from oasis_keda.runtime.warm import warm_model
+    from worker.oasis_env import numba_cache_dir
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        records = Registry(client).list()
+    finally:
+        client.close()
+    cache = numba_cache_dir(env)
+    for record in records:
+        if not record.model_dir:
+            continue
+        model_dir = Path(record.model_dir)
+        if not (model_dir / "analysis_settings.json").is_file():
+            continue
+        click.echo(f"numba cache {cache}: warming model {record.model_id}", err=True)
+        try:
+            warm_model(model_dir, cache_dir=cache, env=env)
+        except (LocalRuntimeError, OSError) as exc:
+            click.echo(
+                f"model {record.model_id}: warm-up failed, its workers compile: {exc}", err=True
+            )

@@ -24,7 +24,7 @@ from oasis_keda.core.errors import ModelNotFoundError
 from oasis_keda.core.leases import DEFAULT_TTL_S, LeaseKeeper
 from oasis_keda.core.metrics import serve as serve_metrics
 from oasis_keda.core.settings import Settings
-from worker import scratch
+from worker import scratch, warmup
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,20 @@ def worker() -> None:
     type=click.FloatRange(min=0.5),
     help="Task/busy lease TTL: a killed worker stops counting after this long.",
 )
-@click.option("--warm/--no-warm", default=None, help="Import oasislmf before the first task.")
+@click.option(
+    "--warm/--no-warm",
+    default=None,
+    help="Import oasislmf in the background from the start (default: when the model has a "
+    "model directory).",
+)
+@click.option(
+    "--ready-file",
+    envvar="OASIS_KEDA_WORKER_READY_FILE",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Written once Celery consumes and the warm-up is done, removed at shutdown "
+    "(the readiness probe's file; OASIS_KEDA_WORKER_READY_FILE).",
+)
 @metrics_port_option
 def serve(
     model_id: str,
@@ -57,9 +70,13 @@ def serve(
     database_url: str | None,
     lease_ttl_s: float,
     warm: bool | None,
+    ready_file: Path | None,
     metrics_port: int,
 ) -> None:
     """Consume MODEL's queue until SIGTERM (warm shutdown)."""
+    from worker.oasis_env import prepare_process
+
+    prepare_process()  # the persistent numba cache, before anything imports numba
     from oasis_keda.core.registry import Registry
     from worker.app import make_app
 
@@ -71,6 +88,10 @@ def serve(
         model = Registry(app.oasis.client).get(model_id)
     except ModelNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
+    # The heavy imports in the background while this thread registers and starts Celery.
+    started = warmup.start(
+        ready_file=ready_file, imports=bool(model.model_dir) if warm is None else warm
+    )
     node = scratch.node_name(model_id, os.getpid(), socket.gethostname())
     # Live from here: the global worker limit counts this process from its first second,
     # through the heavy imports below, until it exits.
@@ -80,7 +101,7 @@ def serve(
     serve_metrics(metrics_port, what="worker metrics")
     code: int | str | None = 0
     try:
-        _serve(app, model.queue, model.model_dir, node, keeper, concurrency, warm)
+        _serve(app, model.queue, node, keeper, concurrency, started)
     except SystemExit as exc:
         code = exc.code
     except BaseException:
@@ -97,6 +118,7 @@ def _exit(keeper: LeaseKeeper, tmp: Path, code: int | str | None) -> NoReturn:
     last and the process ends at once.
     """
     scratch.release(tmp)
+    warmup.current().clear_ready()
     status = code if isinstance(code, int) else (0 if code is None else 1)
     logging.shutdown()
     sys.stdout.flush()
@@ -108,23 +130,19 @@ def _exit(keeper: LeaseKeeper, tmp: Path, code: int | str | None) -> NoReturn:
 def _serve(
     app: Any,
     queue: str,
-    model_dir: str | None,
     node: str,
     keeper: LeaseKeeper,
     concurrency: int,
-    warm: bool | None,
+    started: warmup.WarmUp,
 ) -> None:
     from worker import signals
     from worker.deletion_cost import PodDeletionCost
-    from worker.oasis_env import prepare_process
 
-    prepare_process()  # the persistent numba cache, before anything imports numba
-    if warm is None:
-        warm = bool(model_dir)
-    if warm:
-        from worker.oasis_env import warm_up
-
-        warm_up()
+    if concurrency > 1:
+        # A prefork pool forks its children now: no import may be half done in another
+        # thread (a child would wait forever for its lock), and the children inherit them.
+        started.wait_all()
+    started.connect_celery()
     # In a pod: high deletion cost while a task runs, low when idle; elsewhere off.
     cost = PodDeletionCost.from_env(environ())
     signals.install(recorder=app.oasis.recorder, keeper=keeper, cost=cost)

@@ -80,6 +80,10 @@ def restricted_security_context() -> Json:
     }
 
 
+#: The worker's readiness file (on the pod's /tmp emptyDir).
+WORKER_READY_FILE = "/tmp/oasis-keda/ready"
+
+
 def _env(record: ModelRecord, settings: WorkerManifestSettings) -> list[Json]:
     return [
         {
@@ -98,6 +102,8 @@ def _env(record: ModelRecord, settings: WorkerManifestSettings) -> list[Json]:
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
         {"name": "NUMBA_CACHE_DIR", "value": "/var/cache/numba"},
+        # written once Celery consumes and the imports are done (the readiness probe's file)
+        {"name": "OASIS_KEDA_WORKER_READY_FILE", "value": WORKER_READY_FILE},
         {"name": "HOME", "value": "/tmp"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
     ]
@@ -126,6 +132,13 @@ def worker_deployment(record: ModelRecord, settings: WorkerManifestSettings) -> 
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+        },
+        # Ready once a task can start without waiting for imports (worker/warmup.py); not
+        # ready again from the warm shutdown on.
+        "readinessProbe": {
+            "exec": {"command": ["test", "-f", WORKER_READY_FILE]},
+            "periodSeconds": 2,
+            "failureThreshold": 1,
         },
         "securityContext": restricted_security_context(),
         "volumeMounts": [
