@@ -161,7 +161,8 @@ def run_inputs(job: Job) -> Job:
 
     steps.prepare_input_generation_params(job, 0)
     keys = steps.collect_keys([steps.prepare_keys_file(job, 0, 1)], job, 0)
-    steps.write_input_files(keys, job, 0)
+    parts = [steps.write_input_files(keys, job, 0), steps.write_fm_input_files(keys, job, 0)]
+    steps.cleanup_input_generation(parts, job, 0)
     losses = cast(Job, dict(job))
     losses["stage"] = LOSSES
     losses["num_chunks"] = RECORD_CHUNKS
