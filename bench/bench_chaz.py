@@ -149,6 +149,7 @@ def _phase_two(
         results["lookup_2w"] = stack.stage(main, INPUTS_SPEC)
         results["losses_2w"] = stack.stage(main, LOSSES_SPEC)
         shutil.copytree(stack.outputs(main), root / "ours")
+        shutil.copytree(stack.inputs(main), root / "our-inputs")
         results["load_memory"] = load()
         registry.set_chunking(stack.model_id, {"dynamic_events_per_analysis": BIG_CHUNK_EVENTS})
         results["losses_big_chunks"] = stack.stage(main, LOSSES_SPEC)
@@ -188,6 +189,7 @@ def measure(settings: Settings, scale: float, event_scale: float) -> dict[str, A
             accounts=files["accounts"],
             settings=files["settings"],
             run_dir=root / "oasislmf",
+            our_inputs=root / "our-inputs",
         )
         results["oasislmf"] = reference
         results["equal"] = compare_outputs(root / "ours", reference, "CHAZ-sized")

@@ -107,6 +107,7 @@ def measure(settings: Settings) -> dict[str, Any]:
                     accounts=ACCOUNTS,
                     settings=stack.settings_file,
                     run_dir=root / "oasislmf",
+                    our_inputs=stack.inputs(last),
                 )
                 results["oasislmf"] = reference
                 results["equal"] = compare_outputs(stack.outputs(last), reference, "PiWind")

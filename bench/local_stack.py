@@ -294,6 +294,14 @@ class Stack:
                 raise RuntimeError(f"analysis {analysis_id} has no outputs")
             return Path(self.controller.storage.abspath(stored.path)).parent / "outputs"
 
+    def inputs(self, analysis_id: int) -> Path:
+        """The directory of the analysis's Oasis input files in the store."""
+        from task_controller import records
+
+        with self.controller.sessions() as session:
+            analysis = records.get_analysis(session, analysis_id)
+            return Path(records.input_dir(session, self.controller.storage, analysis))
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

@@ -23,9 +23,19 @@ from tests.oracle import assert_outputs_equal, oracle_run
 @dataclass(frozen=True)
 class Reference:
     wall_s: float
-    """``oasislmf model run`` start to exit, seconds."""
+    """``oasislmf model run`` start to exit, seconds (the first run)."""
     output_dir: Path
     processes: int
+    runs: int = 1
+    """Runs made to get the partitions in turn."""
+    in_turn: bool = True
+    """Whether the compared run wrote its lookup partitions in turn."""
+
+
+def _first_loc(input_dir: Path) -> object:
+    import pandas as pd  # type: ignore[import-untyped]
+
+    return pd.read_parquet(input_dir / "keys.parquet", columns=["LocID"])["LocID"].iloc[0]
 
 
 def run_oasislmf(
@@ -37,32 +47,44 @@ def run_oasislmf(
     run_dir: Path,
     processes: int = 2,
     timeout: float = 3600.0,
+    our_inputs: Path | None = None,
+    attempts: int = 3,
 ) -> Reference:
-    """One timed ``oasislmf model run`` with ``processes`` kernel and lookup processes."""
-    started = time.perf_counter()
-    run = oracle_run(
-        model_dir,
-        location=location,
-        accounts=accounts,
-        settings=settings,
-        run_dir=run_dir,
-        extra_args=(
-            *("--kernel-num-processes", str(processes)),
-            *("--lookup-num-processes", str(processes)),
-        ),
-        timeout=timeout,
-        reuse=False,
-    )
-    return Reference(time.perf_counter() - started, run.output_dir, processes)
+    """A timed ``oasislmf model run`` with ``processes`` kernel and lookup processes, run
+    again while its lookup partitions are out of turn against ``our_inputs``."""
+    first_s = 0.0
+    for attempt in range(1, attempts + 1):
+        started = time.perf_counter()
+        run = oracle_run(
+            model_dir,
+            location=location,
+            accounts=accounts,
+            settings=settings,
+            run_dir=run_dir.with_name(f"{run_dir.name}-{attempt}"),
+            extra_args=(
+                *("--kernel-num-processes", str(processes)),
+                *("--lookup-num-processes", str(processes)),
+            ),
+            timeout=timeout,
+            reuse=False,
+        )
+        first_s = first_s or time.perf_counter() - started
+        in_turn = our_inputs is None or _first_loc(our_inputs) == _first_loc(run.input_dir)
+        if in_turn:
+            break
+    return Reference(first_s, run.output_dir, processes, attempt, in_turn)
 
 
 def compare_outputs(ours: Path, reference: Reference, note: str) -> str:
     """``"equal"`` and the worst relative difference, or ``"DIFFER"`` and why (never raises
     on a difference: the benchmark reports it)."""
+    runs = "" if reference.runs == 1 else f"; oasislmf run {reference.runs} times"
+    if not reference.in_turn:
+        runs += ", its lookup partitions out of turn each time"
     try:
         summary = assert_outputs_equal(ours, reference.output_dir, note=note)
     except AssertionError as exc:
         first = str(exc).splitlines()[0][:300]
-        return f"DIFFER ({first})"
+        return f"DIFFER ({first}{runs})"
     worst = max(summary.values()) if summary else 0.0
-    return f"equal ({len(summary)} files, worst relative difference {worst:.1g})"
+    return f"equal ({len(summary)} files, worst relative difference {worst:.1g}{runs})"
