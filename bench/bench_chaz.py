@@ -218,6 +218,7 @@ def _stage_row(name: str, stage: StageTime, workers: int) -> str:
         f"| {stage.serial_busy_s:.1f} | {stage.serial_fraction:.3f} "
         f"| **{stage.efficiency(workers):.2f}** ({_verdict(stage.efficiency(workers), GOAL_EFFICIENCY)}) "
         f"| {statistics.median(chunks):.2f} / {max(chunks):.2f} ({stage.spread:.2f}x) "
+        f"| {stage.worker_cpu_s:.0f} ({stage.worker_cpu_s / stage.wall_s:.2f}) "
         f"| {stage.busy_cores:.2f} | {_peak_mib(stage)} |"
     )
 
@@ -233,10 +234,11 @@ def report(result: dict[str, Any]) -> list[str]:
     return [
         (
             "| stage | wall s | chunks | chunk phase s | serial steps busy s | serial fraction "
-            "| parallel efficiency (goal) | chunk busy s median / max (spread) | busy cores "
+            "| parallel efficiency (goal) | chunk busy s median / max (spread) "
+            "| worker CPU s (cores) | busy cores "
             "| peak RSS per worker MiB |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         _stage_row("lookup, 1 worker", lookup_1, 1),
         _stage_row("lookup, 2 workers", lookup_2, 2),
         _stage_row("losses, 2 workers", losses_2, 2),
@@ -303,7 +305,10 @@ def run(settings: Settings) -> str:
                 "sub-tasks before and after the chunks, which run alone; serial fraction: "
                 "their busy seconds over all the stage's sub-task busy seconds. Parallel "
                 "efficiency: the stage's sub-task busy seconds / (workers x wall). Spread: "
-                "slowest chunk over the median chunk. Peak RSS: each worker process's "
+                "slowest chunk over the median chunk. Worker CPU: CPU seconds our worker processes "
+                "used in the stage and, in brackets, the cores they got (CPU / wall); busy "
+                "cores: the whole machine's non-idle CPU time / wall (ours and other jobs'). "
+                "Peak RSS: each worker process's "
                 "`VmHWM`, reset when the stage is requested, in MiB, and in brackets its "
                 "growth over the worker's resident memory at that moment (a worker keeps "
                 "memory from earlier stages, so the peak also carries its history). oasislmf runs once, after our workers "
