@@ -32,10 +32,11 @@ class Reference:
     """Whether the compared run wrote its lookup partitions in turn."""
 
 
-def _first_loc(input_dir: Path) -> object:
+def _key_order(input_dir: Path) -> list[object]:
+    """The locations of the keys file, in its order."""
     import pandas as pd  # type: ignore[import-untyped]
 
-    return pd.read_parquet(input_dir / "keys.parquet", columns=["LocID"])["LocID"].iloc[0]
+    return list(pd.read_parquet(input_dir / "keys.parquet", columns=["LocID"])["LocID"])
 
 
 def run_oasislmf(
@@ -69,7 +70,7 @@ def run_oasislmf(
             reuse=False,
         )
         first_s = first_s or time.perf_counter() - started
-        in_turn = our_inputs is None or _first_loc(our_inputs) == _first_loc(run.input_dir)
+        in_turn = our_inputs is None or _key_order(our_inputs) == _key_order(run.input_dir)
         if in_turn:
             break
     return Reference(first_s, run.output_dir, processes, attempt, in_turn)
