@@ -85,17 +85,24 @@ def head_rows(source: Path, rows: int, target: Path) -> Path:
     return target
 
 
-def cold_start(settings: Settings) -> str:
-    """The cold-start penalty, from ``bench/cold_start.py`` once it is there.
+def format_cold_start(result: dict[str, Any]) -> str:
+    """One line from :func:`bench.cold_start.measure_cold_start`'s figures."""
+    return (
+        f"{result['penalty_s']:.1f} s (first sub-task `{result['first_subtask']}`: "
+        f"{result['cold_subtask_s']:.1f} s cold, {result['warm_subtask_s']:.1f} s warm; "
+        f"first chunk +{result['chunk_penalty_s']:.1f} s; whole stage "
+        f"+{result['stage_penalty_s']:.1f} s; built-in small synthetic model)"
+    )
 
-    CALL SITE FOR THE LEAD: another change adds ``bench.cold_start.measure_cold_start``;
-    until then this reports "not measured".
-    """
+
+def cold_start(settings: Settings) -> str:
+    """The cold-start penalty, from ``bench/cold_start.py`` (another change adds it; until
+    it is merged here this reports "not measured")."""
     try:
         module = importlib.import_module("bench.cold_start")
     except ImportError:
         return "not measured (bench/cold_start.py is not on this branch yet)"
-    return str(module.measure_cold_start(settings))
+    return format_cold_start(module.measure_cold_start(settings.redis_url))
 
 
 def _write_models(root: Path, scale: float, event_scale: float) -> dict[str, Path]:

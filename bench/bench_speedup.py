@@ -13,6 +13,12 @@ Before each timed pair, every worker process of the phase runs one untimed analy
 10-row PiWind portfolio with the same chunking: the persistent numba cache is warm and each
 worker has the compiled code and the model loaded, as a long-running worker has.
 
+End to end, in the same run: once the rounds are done and the workers stopped,
+``oasislmf model run`` on 2 processes (:mod:`bench.reference`) on the same files, timed;
+the ratio of its time to the best 2-worker round's lookup plus losses (goal >= 2.5x), each
+stage's parallel efficiency (sub-task busy seconds / (2 x wall), goal >= 0.85), the lookup
+speed-up (goal >= 1.7x), and whether the last 2-worker run's outputs equal oasislmf's.
+
 The machine is shared with other jobs (2 cores): the load average before and after is
 reported, and the figures are a snapshot, not a controlled measurement. Skipped, with a
 note, when /work/shared/piwind is absent.

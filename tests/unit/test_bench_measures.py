@@ -4,8 +4,7 @@
 Covers: serial fraction, parallel efficiency and chunk spread from sub-task busy seconds;
 the peak memory watch sees memory this process takes and frees inside its window; the
 benchmark's sizes (CHAZ at scale 1, events scaled on top, bad scales refused); the head of
-a CSV file keeps its header; the cold-start call site reports "not measured" until its
-module exists.
+a CSV file keeps its header; the cold-start figures in one line.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pytest
 
 from bench import bench_chaz
 from bench.local_stack import RssWatch, StageTime
-from oasis_keda.core.settings import Settings
 
 
 def _stage(chunks: tuple[float, ...], serial: float, wall: float) -> StageTime:
@@ -70,10 +68,15 @@ def test_head_rows_keeps_the_header(tmp_path: Path) -> None:
     assert head.read_text(encoding="utf-8") == "a,b\n1,2\n3,4\n"
 
 
-def test_cold_start_not_measured_without_its_module() -> None:
-    try:
-        import bench.cold_start  # noqa: F401
-    except ImportError:
-        assert bench_chaz.cold_start(Settings.from_env({})).startswith("not measured")
-    else:  # wired: nothing to check here without running it
-        pytest.skip("bench/cold_start.py is present")
+def test_cold_start_line() -> None:
+    figures = {
+        "penalty_s": 6.25,
+        "first_subtask": "prepare-losses-generation-directory",
+        "cold_subtask_s": 7.0,
+        "warm_subtask_s": 0.75,
+        "chunk_penalty_s": 1.5,
+        "stage_penalty_s": 8.0,
+    }
+    line = bench_chaz.format_cold_start(figures)
+    assert line.startswith("6.2 s (first sub-task `prepare-losses-generation-directory`")
+    assert "7.0 s cold, 0.8 s warm" in line and "+1.5 s" in line and "+8.0 s" in line
