@@ -13,6 +13,12 @@ Before each timed pair, every worker process of the phase runs one untimed analy
 10-row PiWind portfolio with the same chunking: the persistent numba cache is warm and each
 worker has the compiled code and the model loaded, as a long-running worker has.
 
+End to end, in the same run: once the rounds are done and the workers stopped,
+``oasislmf model run`` on 2 processes (:mod:`bench.reference`) on the same files, timed;
+the ratio of its time to the best 2-worker round's lookup plus losses (goal >= 2.5x), each
+stage's parallel efficiency (sub-task busy seconds / (2 x wall), goal >= 0.85), the lookup
+speed-up (goal >= 1.7x), and whether the last 2-worker run's outputs equal oasislmf's.
+
 The machine is shared with other jobs (2 cores): the load average before and after is
 reported, and the figures are a snapshot, not a controlled measurement. Skipped, with a
 note, when /work/shared/piwind is absent.
@@ -25,22 +31,18 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from bench.local_stack import Stack, StageTime, load
+from bench.reference import compare_outputs, run_oasislmf
 from oasis_keda.core.registry import Registry
 from oasis_keda.core.settings import Settings
-from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC, StageSpec
+from oasis_keda.core.stages import INPUTS_SPEC, LOSSES_SPEC
 
 PIWIND = Path(
     os.environ.get("OASIS_KEDA_BENCH_PIWIND")
@@ -54,50 +56,10 @@ LOOKUP_CHUNKS = 8
 LOSS_CHUNKS = 10
 SAMPLES = 10
 GOAL = 1.7
+GOAL_RATIO = 2.5  # 2 warm workers against `oasislmf model run` with 2 processes
+GOAL_EFFICIENCY = 0.85
 ROUNDS = int(os.environ.get("OASIS_KEDA_BENCH_ROUNDS", "3"))
-TIMEOUT_S = 1800.0
-POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class StageTime:
-    wall_s: float
-    """Request to terminal status, seconds."""
-    chunks_s: float
-    """First chunk start to last chunk end, from the sub-task records, seconds."""
-    workers: int
-    """Distinct worker nodes that ran chunks."""
-    worker_cpu_s: float
-    """CPU seconds the worker processes used during the stage."""
-    busy_cores: float
-    """Whole machine: non-idle CPU time during the stage / wall time (all processes)."""
-
-
-_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its waited-for children."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / _HZ  # utime stime cutime cstime
-
-
-def _machine_busy_s() -> float:
-    """Non-idle CPU seconds of the whole machine since boot (all cores)."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return (sum(values[:8]) - idle) / _HZ
-
-
-def _load() -> str:
-    one, five, _fifteen = os.getloadavg()
-    return f"{one:.1f} (1 min) / {five:.1f} (5 min)"
+CHUNKING = {"fixed_lookup_chunks": LOOKUP_CHUNKS, "fixed_analysis_chunks": LOSS_CHUNKS}
 
 
 def _rows(path: Path) -> int:
@@ -116,164 +78,51 @@ def _settings_file(root: Path) -> Path:
     return path
 
 
-class _Stack:
-    """One controller process and the worker processes of a phase, on a shared store."""
-
-    def __init__(self, settings: Settings, root: Path, model_id: str) -> None:
-        self.root = root
-        self.model_id = model_id
-        self.env = {
-            **os.environ,
-            "OASIS_KEDA_REDIS_URL": settings.redis_url,
-            "OASIS_KEDA_STORAGE_DIR": str(root / "storage"),
-            "OASIS_KEDA_DATABASE_URL": f"sqlite:///{root / 'records.sqlite3'}",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.settings = Settings.from_env(self.env)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.worker_pids: list[int] = []
-        self.settings_file = _settings_file(root)
-        from task_controller.requests import make_requests
-
-        self.controller = make_requests(self.settings)
-
-    def start(self, name: str, *args: str, ready: str | None = None) -> subprocess.Popen[bytes]:
-        log = self.root / f"{name}.log"
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from oasis_keda.cli import main; main()"]
-                + ["--log-level", "INFO", *args],
-                env=self.env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        deadline = time.monotonic() + 300
-        while ready and ready not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} did not become ready:\n{tail}")
-            time.sleep(0.1)
-        return proc
-
-    @contextmanager
-    def workers(self, count: int, phase: str) -> Iterator[None]:
-        started = [
-            self.start(
-                f"worker-{phase}-{i}",
-                *("worker", "serve", "--model", self.model_id, "--concurrency", "1"),
-                ready="ready.",
-            )
-            for i in range(count)
-        ]
-        self.worker_pids = [proc.pid for proc in started]
-        try:
-            yield
-        finally:
-            self.worker_pids = []
-            for proc in started:
-                proc.terminate()  # warm shutdown; nothing is running by now
-            for proc in started:
-                proc.wait(timeout=120)
-
-    def analysis(self, name: str, locations: Path) -> int:
-        return self.controller.create_analysis(
-            name,
-            model_id=self.model_id,
-            location_file=locations,
-            accounts_file=ACCOUNTS,
-            settings_file=self.settings_file,
-            chunking={
-                "fixed_lookup_chunks": LOOKUP_CHUNKS,
-                "fixed_analysis_chunks": LOSS_CHUNKS,
-            },
-        )
-
-    def stage(self, analysis_id: int, spec: StageSpec) -> StageTime:
-        from task_controller import records
-
-        done = {spec.done, spec.error, spec.cancelled}
-        cpu0 = sum(_cpu_s(pid) for pid in self.worker_pids)
-        busy0 = _machine_busy_s()
-        start = time.perf_counter()
-        self.controller.request(analysis_id, spec.stage)
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            with self.controller.sessions() as session:
-                status = records.get_analysis(session, analysis_id).status
-            if status in done:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"analysis {analysis_id} {spec.stage}: still {status}")
-            time.sleep(POLL_S)
-        wall = time.perf_counter() - start
-        busy = (_machine_busy_s() - busy0) / wall
-        cpu = sum(_cpu_s(pid) for pid in self.worker_pids) - cpu0
-        with self.controller.sessions() as session:
-            subs = records.subtasks(session, analysis_id)
-            chunks = [s for s in subs if s.slug.startswith(spec.chunk.slug + "-")]
-            if status != spec.done:
-                errors = "\n".join(s.error_log or "" for s in subs if s.error_log)
-                raise RuntimeError(f"analysis {analysis_id} {spec.stage} ended {status}:\n{errors}")
-            starts = [s.start_time for s in chunks if s.start_time is not None]
-            ends = [s.end_time for s in chunks if s.end_time is not None]
-            span = (max(ends) - min(starts)).total_seconds()
-            nodes = {s.worker for s in chunks if s.worker}
-        return StageTime(
-            wall_s=wall, chunks_s=span, workers=len(nodes), worker_cpu_s=cpu, busy_cores=busy
-        )
-
-    def run_pair(self, name: str, locations: Path) -> tuple[StageTime, StageTime]:
-        analysis_id = self.analysis(name, locations)
-        lookup = self.stage(analysis_id, INPUTS_SPEC)
-        loss = self.stage(analysis_id, LOSSES_SPEC)
-        return lookup, loss
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        backend = self.controller.app.backend
-        with suppress(Exception):  # closing, best effort
-            backend.result_consumer.stop()
-        with suppress(Exception):
-            backend.client.connection_pool.disconnect()
-        self.controller.app.close()
-        self.controller.client.close()
-        self.controller.app.oasis.client.close()
-
-
 def measure(settings: Settings) -> dict[str, Any]:
     """Rounds of (1 worker, then 2 workers), each with its warm-up, so load drift on the
     shared machine hits both configurations alike."""
     model_id = f"bench-piwind-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(settings.redis_url)
-    results: dict[str, Any] = {"load_before": _load(), "loads": {1: [], 2: []}}
+    results: dict[str, Any] = {"load_before": load(), "loads": {1: [], 2: []}}
     timed: dict[int, list[tuple[StageTime, StageTime]]] = {1: [], 2: []}
+
+    def run_pair(stack: Stack, name: str, locations: Path) -> tuple[int, StageTime, StageTime]:
+        analysis_id = stack.analysis(name, locations, ACCOUNTS, CHUNKING)
+        lookup = stack.stage(analysis_id, INPUTS_SPEC)
+        return analysis_id, lookup, stack.stage(analysis_id, LOSSES_SPEC)
+
     try:
         Registry(client).register(model_id, model_dir=str(PIWIND))
         with tempfile.TemporaryDirectory(prefix="oasis-keda-bench-speedup-") as tmp:
-            stack = _Stack(settings, Path(tmp), model_id)
+            root = Path(tmp)
+            stack = Stack(settings, root, model_id, _settings_file(root))
             try:
                 stack.start("controller", "controller", "serve", ready="ready.")
                 for r in range(ROUNDS):
                     for count in (1, 2):
                         with stack.workers(count, f"{count}w-{r}"):
-                            stack.run_pair(f"warm-{count}-{r}", WARM_LOCATIONS)  # untimed
-                            results["loads"][count].append(_load())
-                            timed[count].append(stack.run_pair(f"timed-{count}-{r}", LOCATIONS))
+                            run_pair(stack, f"warm-{count}-{r}", WARM_LOCATIONS)  # untimed
+                            results["loads"][count].append(load())
+                            last, lookup, loss = run_pair(stack, f"timed-{count}-{r}", LOCATIONS)
+                            timed[count].append((lookup, loss))
+                # oasislmf alone on the machine, after the workers have stopped
+                results["load_oasislmf"] = load()
+                reference = run_oasislmf(
+                    PIWIND,
+                    location=LOCATIONS,
+                    accounts=ACCOUNTS,
+                    settings=stack.settings_file,
+                    run_dir=root / "oasislmf",
+                    our_inputs=stack.inputs(last),
+                )
+                results["oasislmf"] = reference
+                results["equal"] = compare_outputs(stack.outputs(last), reference, "PiWind")
             finally:
                 stack.close()
     finally:
         Registry(client).delete(model_id)
         client.close()
-    results["load_after"] = _load()
+    results["load_after"] = load()
     results["timed"] = timed
     return results
 
@@ -300,6 +149,62 @@ def _fmt_rows(what: str, ones: list[StageTime], twos: list[StageTime]) -> list[s
         "| | | | | |"
     )
     return rows
+
+
+def _verdict(value: float, goal: float) -> str:
+    return f"{'meets' if value >= goal else 'misses'} >= {goal}"
+
+
+def _end_to_end(result: dict[str, Any]) -> list[str]:
+    """2 warm workers, lookup through outputs, against ``oasislmf model run`` on 2 processes."""
+    ones, twos = result["timed"][1], result["timed"][2]
+    reference = result["oasislmf"]
+    ours = min(lookup.wall_s + loss.wall_s for lookup, loss in twos)
+    ratio = reference.wall_s / ours
+    speedup = min(o[0].wall_s for o in ones) / min(t[0].wall_s for t in twos)
+    eff = {
+        name: max(pair[i].efficiency(2) for pair in twos)
+        for i, name in enumerate(("lookup", "losses"))
+    }
+    eff_all = ", ".join(
+        f"{pair[0].efficiency(2):.2f} / {pair[1].efficiency(2):.2f}" for pair in twos
+    )
+    return [
+        "### End to end against oasislmf",
+        "",
+        (
+            "The same portfolio and settings through `oasislmf model run` (the model's own "
+            f"`oasislmf.json`, `--kernel-num-processes {reference.processes} "
+            f"--lookup-num-processes {reference.processes}`, warm numba cache), once, after "
+            "the rounds, with our workers stopped; timed from its start to its exit (its "
+            "import included, which a warm worker does not pay). oasis-keda: the best "
+            "2-worker round, lookup request to READY plus run request to RUN_COMPLETED. "
+            "Parallel efficiency: the stage's sub-task busy seconds (start to end of each, "
+            "from the records) / (2 workers x the stage's wall time), best round (every "
+            f"round, lookup / losses: {eff_all}). Load average at the oasislmf run: "
+            f"{result['load_oasislmf']}."
+        ),
+        "",
+        "| measure | value | goal |",
+        "|---|---|---|",
+        f"| oasis-keda, 2 warm workers, lookup through outputs | {ours:.1f} s | |",
+        f"| `oasislmf model run`, 2 processes | {reference.wall_s:.1f} s | |",
+        f"| **oasislmf / oasis-keda** | **{ratio:.2f}x** | {_verdict(ratio, GOAL_RATIO)}x |",
+        (
+            f"| parallel efficiency, lookup | **{eff['lookup']:.2f}** "
+            f"| {_verdict(eff['lookup'], GOAL_EFFICIENCY)} |"
+        ),
+        (
+            f"| parallel efficiency, losses | **{eff['losses']:.2f}** "
+            f"| {_verdict(eff['losses'], GOAL_EFFICIENCY)} |"
+        ),
+        (
+            f"| lookup speed-up, 2 workers / 1 (best of each) | **{speedup:.2f}x** "
+            f"| {_verdict(speedup, GOAL)}x |"
+        ),
+        f"| outputs of the last 2-worker run against oasislmf's | {result['equal']} | equal |",
+        "",
+    ]
 
 
 def run(settings: Settings) -> str:
@@ -357,6 +262,7 @@ def run(settings: Settings) -> str:
         *_fmt_rows(f"lookup ({LOOKUP_CHUNKS} chunks)", [o[0] for o in ones], [t[0] for t in twos]),
         *_fmt_rows(f"losses ({LOSS_CHUNKS} chunks)", [o[1] for o in ones], [t[1] for t in twos]),
         "",
+        *_end_to_end(result),
     ]
     return "\n".join(lines)
 

@@ -12,6 +12,16 @@ from pathlib import Path
 
 import click
 
+DEFAULT_FOOTPRINT_DENSITY = 0.02  # oasis_keda.runtime.synth's, without importing it here
+
+
+def _density(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    if not 0 < value <= 1:  # also refuses nan
+        raise click.BadParameter(
+            f"{value} is not a fraction of the area perils in (0, 1]; e.g. 0.02 for 2%"
+        )
+    return value
+
 
 @click.group()
 def model() -> None:
@@ -38,8 +48,22 @@ def model() -> None:
     type=click.IntRange(min=1),
     help="Events in the event set.  [default: 60]",
 )
+@click.option(
+    "--footprint-density",
+    default=DEFAULT_FOOTPRINT_DENSITY,
+    show_default=True,
+    type=float,
+    callback=_density,
+    help="Fraction of the area perils each event touches, in (0, 1].",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-def synth(directory: str, locations: int | None, events: int | None, seed: int) -> None:
+def synth(
+    directory: str,
+    locations: int | None,
+    events: int | None,
+    footprint_density: float,
+    seed: int,
+) -> None:
     """Write a small deterministic Oasis model (same arguments, same bytes)."""
     from worker.oasis_env import prepare_process
 
@@ -51,6 +75,7 @@ def synth(directory: str, locations: int | None, events: int | None, seed: int) 
         locations=locations or DEFAULT_LOCATIONS,
         events=events or DEFAULT_EVENTS,
         seed=seed,
+        footprint_density=footprint_density,
     )
     click.echo(f"model written to {written.root}")
     click.echo(f"  locations: {written.root / 'location.csv'}")

@@ -2,7 +2,8 @@
 
 Covers: the same arguments write the same bytes; another seed writes other data; the model
 directory reads back with ``number_of_events`` for its event set; the analysis settings set
-``number_of_samples``; ``oasis-keda model synth`` writes it from the command line.
+``number_of_samples``; ``oasis-keda model synth`` writes it from the command line, with
+the footprint density asked for.
 """
 
 from __future__ import annotations
@@ -54,3 +55,18 @@ def test_cli_writes_the_model(tmp_path: Path) -> None:
     model = read_model_dir(tmp_path / "m")
     assert model.event_set(None).number_of_events == 4  # type: ignore[union-attr]
     assert len((tmp_path / "m" / "location.csv").read_text().splitlines()) == 6
+
+
+def test_cli_footprint_density(tmp_path: Path) -> None:
+    """``--footprint-density 1`` touches every area peril with every event."""
+    args = ["model", "synth", "--locations", "5", "--events", "4", "--footprint-density"]
+    for name, density in (("dense", "1"), ("sparse", "0.02")):
+        result = CliRunner().invoke(cli, [*args, density, "--dir", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    rows = {
+        name: (tmp_path / name / "model_data" / "footprint.csv").read_text().splitlines()[1:]
+        for name in ("dense", "sparse")
+    }
+    cells = {name: {tuple(r.split(",")[:2]) for r in found} for name, found in rows.items()}
+    assert len(cells["dense"]) == 4 * 100
+    assert 4 <= len(cells["sparse"]) <= 4 * 3

@@ -15,7 +15,13 @@ def write_model(config: DemoSettings) -> Path:
     from oasis_keda.runtime.synth import write_synthetic_model
 
     model_dir = config.out_dir / "synth-model"
-    write_synthetic_model(model_dir, locations=config.locations, events=config.events, seed=1)
+    write_synthetic_model(
+        model_dir,
+        locations=config.locations,
+        events=config.events,
+        seed=1,
+        footprint_density=None,  # the dense radius storms README's demo figures come from
+    )
     return model_dir
 
 

@@ -12,6 +12,9 @@ from typing import Any
 DEFAULT_LOCATIONS = 40
 DEFAULT_EVENTS = 60
 DEFAULT_SAMPLES = 8
+#: ``oasis-keda model synth``'s default: each event touches 2% of the area perils, as a
+#: real model's footprint touches a small part of its area perils per event.
+DEFAULT_FOOTPRINT_DENSITY = 0.02
 
 LAT_MIN, LAT_MAX, LON_MIN, LON_MAX, ARC_SIZE = 51.0, 52.0, -1.0, 0.0, 0.1
 GRID = 10  # cells per side

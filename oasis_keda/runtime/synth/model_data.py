@@ -42,25 +42,72 @@ def _vulnerability_rows(rng: np.random.Generator, n_vulns: int) -> list[tuple[in
     return rows
 
 
-def _footprint_rows(rng: np.random.Generator, events: int) -> list[tuple[int, int, int, str]]:
-    """Each event is a storm centred on a random cell; intensity falls with distance."""
+def _storm_rows(
+    event: int, cells: Sequence[tuple[int, int]], centre: Any, peak: int
+) -> list[tuple[int, int, int, str]]:
+    """The footprint rows of one storm: intensity falls with a cell's distance to its centre."""
+    rows: list[tuple[int, int, int, str]] = []
+    for lon_i, lat_i in cells:
+        dist = math.hypot(lon_i - centre[0], lat_i - centre[1])
+        areaperil = areaperil_id(lon_i, lat_i)  # the cells of keys_data's rtree step
+        ib = max(1, peak - int(dist))
+        if ib > 1:  # intensity uncertainty: split between two bins
+            rows.append((event, areaperil, ib - 1, "0.300000"))
+            rows.append((event, areaperil, ib, "0.700000"))
+        else:
+            rows.append((event, areaperil, ib, "1.000000"))
+    return rows
+
+
+def _radius_storms(rng: np.random.Generator, events: int) -> list[tuple[int, int, int, str]]:
+    """Each event is a storm of radius 2 to 4 cells centred on a random cell (about a third
+    of the grid per event)."""
     rows: list[tuple[int, int, int, str]] = []
     for event in range(1, events + 1):
         cx, cy = rng.integers(0, GRID, size=2)
         peak = int(rng.integers(3, INTENSITY_BINS + 1))
         radius = int(rng.integers(2, 5))
-        for lon_i in range(GRID):
-            for lat_i in range(GRID):
-                dist = math.hypot(lon_i - cx, lat_i - cy)
-                if dist > radius:
-                    continue
-                areaperil = areaperil_id(lon_i, lat_i)  # the cells of keys_data's rtree step
-                ib = max(1, peak - int(dist))
-                if ib > 1:  # intensity uncertainty: split between two bins
-                    rows.append((event, areaperil, ib - 1, "0.300000"))
-                    rows.append((event, areaperil, ib, "0.700000"))
-                else:
-                    rows.append((event, areaperil, ib, "1.000000"))
+        cells = [
+            (lon_i, lat_i)
+            for lon_i in range(GRID)
+            for lat_i in range(GRID)
+            if math.hypot(lon_i - cx, lat_i - cy) <= radius
+        ]
+        rows.extend(_storm_rows(event, cells, (cx, cy), peak))
+    return rows
+
+
+#: Every grid cell (lon index, lat index), in area peril order.
+_CELLS = np.array([(lon_i, lat_i) for lon_i in range(GRID) for lat_i in range(GRID)])
+
+
+def _dense_storms(
+    rng: np.random.Generator, events: int, density: float
+) -> list[tuple[int, int, int, str]]:
+    """Each event is a storm over the ``n`` cells nearest a random point, ``n`` the density
+    times the cells, rounded up or down at random so that its mean is exact (at least 1)."""
+    target = density * len(_CELLS)
+    whole, part = int(target), target - int(target)
+    rows: list[tuple[int, int, int, str]] = []
+    for event in range(1, events + 1):
+        centre = rng.random(2) * GRID - 0.5  # cell (i, j) covers i - 0.5 .. i + 0.5
+        peak = int(rng.integers(3, INTENSITY_BINS + 1))
+        n = min(len(_CELLS), max(1, whole + int(rng.random() < part)))
+        dist = np.hypot(*(_CELLS - centre).T)
+        nearest = np.argsort(dist, kind="stable")[:n]
+        cells = [(int(_CELLS[i][0]), int(_CELLS[i][1])) for i in np.sort(nearest)]
+        rows.extend(_storm_rows(event, cells, centre, peak))
+    return rows
+
+
+def _footprint_rows(
+    rng: np.random.Generator, events: int, density: float | None
+) -> list[tuple[int, int, int, str]]:
+    """The footprint, sorted by event, area peril and intensity bin."""
+    if density is None:
+        rows = _radius_storms(rng, events)
+    else:
+        rows = _dense_storms(rng, events, density)
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return rows
 
@@ -71,12 +118,14 @@ def _tobin(model_data: Path, name: str, file_type: str, **kwargs: Any) -> None:
     csvtobin(str(model_data / f"{name}.csv"), str(model_data / f"{name}.bin"), file_type, **kwargs)
 
 
-def _write_footprint(model_data: Path, name: str, rng: np.random.Generator, events: int) -> None:
+def _write_footprint(
+    model_data: Path, name: str, rng: np.random.Generator, events: int, density: float | None
+) -> None:
     """``<name>.csv`` and oasislmf's ``<name>.bin`` and ``<name>.idx`` from it."""
     write_csv(
         model_data / f"{name}.csv",
         ["event_id", "areaperil_id", "intensity_bin_id", "probability"],
-        _footprint_rows(rng, events),
+        _footprint_rows(rng, events, density),
     )
     _tobin(
         model_data,
@@ -150,9 +199,11 @@ def write_model_data(
     rng: np.random.Generator,
     events: int,
     footprints: Sequence[tuple[str, np.random.Generator]] = (),
+    footprint_density: float | None = None,
 ) -> None:
     """Write the model data; ``footprints`` (file stem, stream) replace the plain footprint,
-    which otherwise comes from ``rng`` after the vulnerabilities."""
+    which otherwise comes from ``rng`` after the vulnerabilities. ``footprint_density``: the
+    fraction of the area perils each event touches (None: the radius storms)."""
     _write_bins(model_data)
     n_vulns = len(PERILS) * len(COVERAGES) * len(OCCUPANCY_CODES)
     write_csv(
@@ -172,7 +223,7 @@ def write_model_data(
     )
     stale = _footprint_names(model_data)
     for name, footprint_rng in footprints or [("footprint", rng)]:
-        _write_footprint(model_data, name, footprint_rng, events)
+        _write_footprint(model_data, name, footprint_rng, events, footprint_density)
         stale -= {name + suffix for suffix in FOOTPRINT_SUFFIXES}
     for name in stale:  # e.g. a plain footprint: oasislmf could not link the chosen set
         (model_data / name).unlink()
