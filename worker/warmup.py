@@ -66,7 +66,9 @@ STEP_NEEDS: Mapping[str, tuple[str, ...]] = {
     "prepare-keys-file": ("oasislmf",),
     "collect-keys": ("oasislmf",),
     "write-input-files": ("oasislmf",),
-    "cleanup-input-generation": (),
+    "write-fm-input-files": ("oasislmf",),
+    # reads the run options (the keys files' names) through oasislmf's loader
+    "cleanup-input-generation": ("oasislmf",),
     "prepare-losses-generation-directory": ("oasislmf",),
     "generate-losses-chunk": ("oasislmf", "tools"),
     "generate-losses-output": ("oasislmf", "tools"),
