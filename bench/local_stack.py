@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from bench.stage_stats import stage_stats
 from oasis_keda.core.settings import Settings
 from oasis_keda.core.stages import StageSpec
 
@@ -123,7 +124,9 @@ class StageTime:
     chunk_busy_s: tuple[float, ...] = ()
     """Each chunk sub-task's start to end, seconds."""
     serial_busy_s: float = 0.0
-    """Start to end of the sub-tasks before and after the chunks (they run alone)."""
+    """Start to end of the sub-tasks before and after the chunks."""
+    alone_s: float = 0.0
+    """Seconds in which one sub-task of the stage ran alone (``bench.stage_stats``)."""
     peak_rss: dict[int, int] = field(default_factory=dict)
     """Each worker process's peak resident memory in the stage, bytes."""
     start_rss: dict[int, int] = field(default_factory=dict)
@@ -136,8 +139,8 @@ class StageTime:
 
     @property
     def serial_fraction(self) -> float:
-        """Busy seconds of the steps that run alone over the stage's busy seconds."""
-        return self.serial_busy_s / self.busy_s if self.busy_s else 0.0
+        """Seconds a sub-task ran alone over the stage's busy seconds."""
+        return self.alone_s / self.busy_s if self.busy_s else 0.0
 
     def efficiency(self, workers: int) -> float:
         """Sub-task busy seconds over what ``workers`` workers could give in the wall time."""
@@ -270,6 +273,7 @@ class Stack:
             nodes = {s.worker for s in chunks if s.worker}
             chunk_busy = tuple(busy_s(s) for s in chunks)
             serial_busy = sum(busy_s(s) for s in serial)
+            alone = stage_stats(mine).serial_s
         return StageTime(
             wall_s=wall,
             chunks_s=span,
@@ -278,6 +282,7 @@ class Stack:
             busy_cores=busy,
             chunk_busy_s=chunk_busy,
             serial_busy_s=serial_busy,
+            alone_s=alone,
             peak_rss=dict(rss.peaks),
             start_rss=dict(rss.starts),
         )
