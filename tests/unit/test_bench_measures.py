@@ -18,7 +18,7 @@ from bench import bench_chaz
 from bench.local_stack import RssWatch, StageTime
 
 
-def _stage(chunks: tuple[float, ...], serial: float, wall: float) -> StageTime:
+def _stage(chunks: tuple[float, ...], serial: float, wall: float, alone: float = 0.0) -> StageTime:
     return StageTime(
         wall_s=wall,
         chunks_s=0.0,
@@ -27,13 +27,14 @@ def _stage(chunks: tuple[float, ...], serial: float, wall: float) -> StageTime:
         busy_cores=0.0,
         chunk_busy_s=chunks,
         serial_busy_s=serial,
+        alone_s=alone,
     )
 
 
 def test_stage_measures_from_busy_seconds() -> None:
-    stage = _stage((2.0, 2.0, 4.0), serial=2.0, wall=6.0)
+    stage = _stage((2.0, 2.0, 4.0), serial=2.0, wall=6.0, alone=3.0)
     assert stage.busy_s == 10.0
-    assert stage.serial_fraction == pytest.approx(0.2)
+    assert stage.serial_fraction == pytest.approx(0.3)  # seconds alone over busy seconds
     assert stage.efficiency(2) == pytest.approx(10.0 / 12.0)
     assert stage.efficiency(1) == pytest.approx(10.0 / 6.0)
     assert stage.spread == pytest.approx(2.0)
