@@ -245,12 +245,11 @@ def run(settings: Settings) -> str:
         "Command: `python -m oasis_keda.runtime.embedded_redis -- python -m bench bench_speedup`.",
         "",
         (
-            f"**Shared machine**: {os.cpu_count()} cores shared with other running jobs "
-            f"(other helpers' tests and benchmarks); load average before "
-            f"{result['load_before']}, at the 1-worker timed runs {loads_1}, at the "
-            f"2-worker timed runs {loads_2}, after {result['load_after']}. A second worker "
-            "only helps when a second core is free, so these figures are a snapshot under "
-            "that load, not what the machine does alone."
+            f"**Load**: {os.cpu_count()} cores, possibly shared with other jobs; load average "
+            f"before {result['load_before']}, at the 1-worker timed runs {loads_1}, at the "
+            f"2-worker timed runs {loads_2}, after {result['load_after']} (our own workers "
+            "count in it). A second worker only helps when a second core is free: the busy "
+            "cores column shows what the two got."
         ),
         "",
         (
