@@ -120,7 +120,6 @@ def _ratio(now: Dims, then: Dims) -> float:
 class _Record:
     kind: str
     seconds: float
-    wait: float  # queued to started: waiting for a free worker
     dims: Dims
 
 
@@ -129,7 +128,6 @@ def _history(session: Session, model_id: str, spec: StageSpec) -> dict[str, list
     rows = session.execute(
         select(
             SubTask.slug,
-            SubTask.queue_time,
             SubTask.start_time,
             SubTask.end_time,
             Analysis.lookup_rows,
@@ -147,15 +145,14 @@ def _history(session: Session, model_id: str, spec: StageSpec) -> dict[str, list
         .limit(HISTORY_ROWS)
     ).all()
     out: dict[str, list[_Record]] = defaultdict(list)
-    for slug, queued, start, end, rows_, events, lchunks, achunks in rows:
+    for slug, start, end, rows_, events, lchunks, achunks in rows:
         kind = _kind(spec, slug)
         if start is None or end is None or len(out[kind]) >= HISTORY_PER_STEP:
             continue
         chunks = lchunks if spec.stage == INPUTS else achunks
         seconds = max((end - start).total_seconds(), 0.0)
-        wait = max((start - queued).total_seconds(), 0.0) if queued is not None else 0.0
         dims = _dims(spec.stage, kind, spec, rows_, events, chunks)
-        out[kind].append(_Record(kind, seconds, wait, dims))
+        out[kind].append(_Record(kind, seconds, dims))
     return out
 
 
@@ -167,16 +164,6 @@ def _step_estimates(
         kind: statistics.median(r.seconds * _ratio(now_dims[kind], r.dims) for r in recs)
         for kind, recs in history.items()
         if recs and kind in now_dims
-    }
-
-
-def _waits(spec: StageSpec, history: dict[str, list[_Record]]) -> dict[str, float]:
-    """How long each serial step waited for a worker once queued (the median recorded):
-    the chunks' waits are what the scheduling onto workers models."""
-    return {
-        kind: statistics.median(r.wait for r in recs)
-        for kind, recs in history.items()
-        if recs and kind != spec.chunk.slug
     }
 
 
@@ -201,10 +188,8 @@ def _remaining(
     subs: Iterable[tuple[str, str, Any]],
     estimates: dict[str, float],
     workers: int,
-    waits: dict[str, float] | None = None,
 ) -> float:
-    """Seconds left for sub-tasks given as (slug, status, start_time); a serial step not
-    started yet also waits its usual wait for a worker."""
+    """Seconds left for sub-tasks given as (slug, status, start_time)."""
     now = utcnow()
     serial: dict[str, float] = {}
     running: list[float] = []
@@ -217,8 +202,6 @@ def _remaining(
         left = est
         if status == SubTaskStatus.STARTED.value and start is not None:
             left = max(est - (now - start).total_seconds(), 0.0)
-        elif waits:
-            left += waits.get(kind, 0.0)
         if kind != spec.chunk.slug:
             serial[kind] = serial.get(kind, 0.0) + left
         elif status == SubTaskStatus.STARTED.value:
@@ -325,7 +308,7 @@ def estimate(
         else "model history"
     )
     subs_now = ((s.slug, s.status, s.start_time) for s in subs)
-    remaining = _remaining(spec, subs_now, estimates, workers, _waits(spec, history))
+    remaining = _remaining(spec, subs_now, estimates, workers)
     then = _next_stage(session, client, analysis, spec, workers)
     return Eta(spec.stage, remaining, then, workers, basis, unknown)
 
@@ -354,7 +337,7 @@ def _next_stage(
         return None
     queued = SubTaskStatus.PENDING.value
     subs = ((s, queued, None) for s in slugs)
-    return _remaining(losses, subs, estimates, workers, _waits(losses, history))
+    return _remaining(losses, subs, estimates, workers)
 
 
 def describe(session: Session, client: redis.Redis, analysis: Analysis) -> dict[str, Any] | None:

@@ -159,20 +159,6 @@ def test_this_runs_chunks_outweigh_history_and_running_ones_count_their_elapsed_
     assert found.remaining_s == pytest.approx(12 + 3.5, abs=0.5)
 
 
-def test_a_serial_step_waits_its_usual_wait_for_a_worker(session: Session) -> None:
-    done = _analysis(session, 1, status=AnalysisStatus.READY.value, rows=100, chunks=1)
-    _sub(session, done, INPUTS_SPEC, "prepare-keys-file-1", DONE, seconds=2.0, waited=9.0)
-    _sub(session, done, INPUTS_SPEC, "write-input-files", DONE, seconds=1.0, waited=3.0)
-    a = _analysis(
-        session, 2, status=AnalysisStatus.INPUTS_GENERATION_STARTED.value, rows=100, chunks=1
-    )
-    _sub(session, a, INPUTS_SPEC, "prepare-keys-file-1", DONE, seconds=2.0)
-    _sub(session, a, INPUTS_SPEC, "write-input-files", QUEUED)
-    found = eta.estimate(session, None, a, workers=1)
-    assert found is not None
-    assert found.remaining_s == pytest.approx(3.0 + 1.0)  # a chunk's wait is not added
-
-
 def test_no_estimate_without_any_chunk_duration(session: Session) -> None:
     a = _analysis(
         session, 1, status=AnalysisStatus.INPUTS_GENERATION_STARTED.value, rows=10, chunks=2
