@@ -68,15 +68,12 @@ def _sub(
     *,
     seconds: float | None = None,
     started_ago: float | None = None,
-    waited: float | None = None,
 ) -> None:
     now = utcnow()
-    start = end = queued = None
+    start = end = None
     if seconds is not None:  # completed, ended a minute ago
         end = now - dt.timedelta(seconds=60)
         start = end - dt.timedelta(seconds=seconds)
-        if waited is not None:
-            queued = start - dt.timedelta(seconds=waited)
     elif started_ago is not None:
         start = now - dt.timedelta(seconds=started_ago)
     session.add(
@@ -88,7 +85,6 @@ def _sub(
             name=slug,
             status=status,
             queue_name=QUEUE,
-            queue_time=queued,
             start_time=start,
             end_time=end,
         )
