@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 from oasis_keda.core import exposure_files
+from worker import csv_rows, file_memo
 from worker.errors import InputError
 from worker.run_options import RunOptions
 
@@ -156,12 +157,19 @@ def count_locations(location_file: Path) -> int:
 
 
 def global_loc_ids(location_file: Path) -> np.ndarray[Any, Any]:
-    """oasislmf's ``loc_id`` of every row, in file order."""
+    """oasislmf's ``loc_id`` of every row, in file order (read-only; read once per file
+    version by this process)."""
+    return file_memo.cached("loc-ids", Path(location_file), _number_rows)
+
+
+def _number_rows(location_file: Path) -> np.ndarray[Any, Any]:
     from oasislmf.utils.data import get_ids
 
     header = read_header(location_file)
     ids = _read_columns(location_file, _column_map(location_file, header, LOCATION_ID_COLUMNS))
-    return np.asarray(get_ids(ids, list(LOCATION_ID_COLUMNS)), dtype=np.int64)
+    loc_ids = np.asarray(get_ids(ids, list(LOCATION_ID_COLUMNS)), dtype=np.int64)
+    loc_ids.flags.writeable = False
+    return loc_ids
 
 
 def rows_name(location_file: Path) -> str:
@@ -171,11 +179,16 @@ def rows_name(location_file: Path) -> str:
 
 
 def write_rows(location_file: Path, positions: np.ndarray[Any, Any], dest: Path) -> None:
-    """The rows at ``positions`` (file order), in the file's own format (CSV values kept as
-    text) so that oasislmf parses them as it would from the file itself."""
+    """The rows at ``positions`` (file order), in the file's own format (CSV rows as the
+    very text of the file) so that oasislmf parses them as it would from the file itself."""
     if _is_parquet(location_file):
         pd.read_parquet(location_file).iloc[positions].to_parquet(dest, index=False)
         return
+    rows = file_memo.cached("csv-rows", Path(location_file), csv_rows.CsvRows.read)
+    if rows.count == len(global_loc_ids(location_file)):
+        rows.write(positions, dest)
+        return
+    # rows the text scan cannot tell as pandas does (bare carriage returns, stray quotes)
     df = pd.read_csv(
         location_file,
         dtype=str,
@@ -199,6 +212,7 @@ def load_rows(
     from oasislmf.computation.run.model import RunModel
     from oasislmf.utils.data import SAR_ID, get_exposure_data, prepare_oed_exposure
 
+    file_memo.memoize_oed_schema()
     try:
         step = RunModel(
             **options.step_kwargs(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from unittest import mock
 
+from worker import file_memo
 from worker.errors import InputError, TransientError
 from worker.run_options import RunOptions
 from worker.staging import staging_dir
@@ -108,6 +109,7 @@ def write_input_files(
     from oasislmf.utils.exceptions import OasisException
 
     _quiet_oasislmf()
+    file_memo.memoize_oed_schema()
     args = options.arguments
     with staging_dir(Path(input_dir)) as tmp:
         kwargs = options.step_kwargs(
