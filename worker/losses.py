@@ -124,6 +124,9 @@ def prepare_losses_dir(
     With ``portfolio``, perspectives that cannot run are dropped first."""
     from oasislmf.manager import OasisManager
 
+    from worker import loss_prepare
+
+    loss_prepare.install()
     run_dir = Path(run_dir)
     settings = run_settings(model, analysis_settings)
     warnings: list[str] = []
