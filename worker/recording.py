@@ -161,9 +161,11 @@ class Recorder:
             self._estimate(analysis_id, run_number, stage)
 
     def _estimate(self, analysis_id: int, run_number: int, stage: str) -> None:
-        """Estimate the stage's time left now, to compare with its actual end (best effort:
-        an estimate never holds up or fails a sub-task)."""
+        """Estimate the stage's time left now, if one is due, to compare with its actual end
+        (best effort: an estimate never holds up or fails a sub-task)."""
         try:
+            if not eta_log.estimate_due(self.client, analysis_id, run_number, stage):
+                return
             with self.sessions() as session:
                 analysis = session.get(Analysis, analysis_id)
                 if analysis is None or analysis.run_number != run_number:

@@ -1,7 +1,8 @@
 """How a stage's estimates of its time left compared with its actual end.
 
 The worker that completes a sub-task estimates the stage's time left
-(:mod:`oasis_keda.core.eta`) and keeps it with :func:`record_estimate`; the worker that ends
+(:mod:`oasis_keda.core.eta`), at most once a second per stage (:func:`estimate_due`), and
+keeps it with :func:`record_estimate`; the worker that ends
 the stage calls :func:`settle`, which compares every estimate with the time that was really
 left, logs the median error, and keeps the outcome in a capped list (``keys.ETA_OUTCOMES``)
 that ``make bench`` reads. A stage that fails or is cancelled settles nothing; its
@@ -27,6 +28,23 @@ logger = logging.getLogger(__name__)
 ESTIMATES_TTL_S: Final = 24 * 3600
 #: How many settled stages the outcome list keeps.
 OUTCOMES_KEPT: Final = 1000
+
+
+#: A stage's estimates are recorded at most this often: each costs a few milliseconds of
+#: queries, more than a short sub-task's own bookkeeping.
+ESTIMATE_EVERY_S: Final = 1.0
+
+
+def estimate_due(client: redis.Redis, analysis_id: int, run_number: int, stage: str) -> bool:
+    """Whether to estimate the stage's time left now: the first worker to ask in each
+    ``ESTIMATE_EVERY_S`` window is told yes."""
+    claimed = client.set(
+        keys.eta_due(analysis_id, run_number, stage),
+        b"1",
+        nx=True,
+        px=int(ESTIMATE_EVERY_S * 1000),
+    )
+    return bool(claimed)
 
 
 def record_estimate(

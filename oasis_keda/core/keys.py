@@ -100,3 +100,8 @@ def eta_estimates(analysis_id: int, run_number: int, stage: str) -> str:
     """LIST of ``"<epoch s>:<seconds left>"``: the estimates made during one stage of a run,
     settled (compared with the actual end, then deleted) when the stage ends."""
     return f"{PREFIX}:eta:{analysis_id}:{run_number}:{stage}"
+
+
+def eta_due(analysis_id: int, run_number: int, stage: str) -> str:
+    """STRING with a short expiry: a worker recorded an estimate of the stage lately."""
+    return f"{PREFIX}:eta-due:{analysis_id}:{run_number}:{stage}"

@@ -1,6 +1,6 @@
 """The ETA of a running stage through real controller and worker processes (the test hooks'
 trivial stage, whose chunks sleep): ``analyses show`` and ``status`` show it while the stage
-runs, each completed sub-task leaves an estimate, and the stage's end settles them against
+runs, completed sub-tasks leave estimates (at most one a second per stage), and the stage's end settles them against
 the time that was really left (the outcome ``make bench`` reports)."""
 
 from __future__ import annotations
@@ -68,5 +68,13 @@ def test_eta_is_shown_while_a_stage_runs_and_settled_when_it_ends(
     wait_for(lambda: bool(eta_log.outcomes(redis_client)), 10, "the settled estimates")
     outcome = eta_log.outcomes(redis_client)[0]
     assert outcome["analysis_id"] == analysis_id and outcome["stage"] == "noop"
-    assert outcome["estimates"] >= 3  # one per completed sub-task once a chunk had run
+    assert outcome["estimates"] >= 3  # the chunks last 1.5 s: one per completed sub-task
     assert not redis_client.keys(f"{keys.PREFIX}:eta:{analysis_id}:*")
+
+
+def test_estimates_are_due_at_most_once_a_second(redis_client: redis.Redis) -> None:
+    assert eta_log.estimate_due(redis_client, 7, 1, "losses")
+    assert not eta_log.estimate_due(redis_client, 7, 1, "losses")
+    assert eta_log.estimate_due(redis_client, 7, 1, "inputs")  # per stage
+    ttl_ms = redis_client.pttl(keys.eta_due(7, 1, "losses"))
+    assert 0 < ttl_ms <= eta_log.ESTIMATE_EVERY_S * 1000
