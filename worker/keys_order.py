@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -71,16 +71,7 @@ def piece_loc_ids(unique_ids: np.ndarray[Any, Any], partitions: int, piece: Piec
     return np.array_split(partition, piece.parts)[piece.part]
 
 
-def _block_chain(keys: list[tuple[Hashable, ...]]) -> list[tuple[Hashable, ...]] | None:
-    """The blocks of one piece in order, or None if a block comes back after another."""
-    chain: list[tuple[Hashable, ...]] = []
-    for key in keys:
-        if not chain or chain[-1] != key:
-            chain.append(key)
-    return chain if len(chain) == len(set(chain)) else None
-
-
-def _merge_chains(chains: Sequence[list[tuple[Hashable, ...]]]) -> list[Any] | None:
+def _merge_chains(chains: Sequence[list[Any]]) -> list[Any] | None:
     """The one block order every chain follows, or None if there is none or several."""
     after: dict[Any, set[Any]] = {}
     indegree: dict[Any, int] = {}
@@ -106,36 +97,39 @@ def _merge_chains(chains: Sequence[list[tuple[Hashable, ...]]]) -> list[Any] | N
     return order if len(order) == len(indegree) else None
 
 
+def _block_codes(frame: pd.DataFrame, block: Sequence[str]) -> np.ndarray[Any, Any]:
+    """Each row's block as a number, blocks numbered in the order they first appear."""
+    groups = frame.groupby(list(block), sort=False, dropna=False, observed=True)
+    return np.asarray(groups.ngroup().to_numpy(), dtype=np.int64)
+
+
 def _merge_kind(
     frames: Sequence[pd.DataFrame], block: Sequence[str], position: pd.Series
 ) -> pd.DataFrame | None:
-    chains = []
-    for frame in frames:
-        if frame.empty:
-            continue
-        keys = list(zip(*(frame[c] for c in block), strict=True))
-        chain = _block_chain(keys)
-        if chain is None:
-            return None
-        # within a block, rows follow the input rows
-        pos = frame["loc_id"].map(position).to_numpy()
-        same = np.array([a == b for a, b in itertools.pairwise(keys)], dtype=bool)
-        if same.size and (np.diff(pos)[same] < 0).any():
-            return None
-        chains.append(chain)
     present = [f for f in frames if not f.empty]
     if not present:
         return frames[0].iloc[0:0] if frames else None
+    merged = concat(present)
+    codes = _block_codes(merged, block)
+    pos = merged["loc_id"].map(position).to_numpy()
+    chains = []
+    bounds = np.cumsum([0, *(len(f) for f in present)])
+    for start, end in itertools.pairwise(bounds.tolist()):
+        piece_codes, piece_pos = codes[start:end], pos[start:end]
+        same = np.diff(piece_codes) == 0
+        chain = piece_codes[np.concatenate(([0], np.flatnonzero(~same) + 1))]
+        if len(np.unique(chain)) != len(chain):
+            return None  # a block comes back after another
+        # within a block, rows follow the input rows
+        if same.any() and (np.diff(piece_pos)[same] < 0).any():
+            return None
+        chains.append(chain.tolist())
     order = _merge_chains(chains)
     if order is None:
         return None
-    rank = {b: i for i, b in enumerate(order)}
-    merged = concat(present)
-    keys = list(zip(*(merged[c] for c in block), strict=True))
-    sort = pd.DataFrame(
-        {"rank": [rank[k] for k in keys], "pos": merged["loc_id"].map(position).to_numpy()}
-    )
-    return merged.iloc[np.lexsort((sort["pos"].to_numpy(), sort["rank"].to_numpy()))]
+    rank = np.empty(int(codes.max()) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return merged.iloc[np.lexsort((pos, rank[codes]))]
 
 
 def merge_pieces(frames: Sequence[pd.DataFrame], position: pd.Series) -> list[pd.DataFrame] | None:

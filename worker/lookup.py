@@ -280,8 +280,7 @@ def _partition_results(
     present = [f for f in frames if not f.empty]
     if len(present) <= 1:
         return present
-    options, location_file, loc_ids, unique = context
-    position = pd.Series(np.arange(len(loc_ids)), index=loc_ids)
+    options, location_file, loc_ids, unique, position = context
     merged = keys_order.merge_pieces(present, position)
     if merged is not None:
         return merged
@@ -304,7 +303,8 @@ def collect_keys(
         raise ValueError("collect_keys needs at least one chunk output")
     meta, files = _read_chunks(chunk_outputs)
     loc_ids = exposure.global_loc_ids(Path(location_file))
-    context = (options, Path(location_file), loc_ids, np.unique(loc_ids))
+    position = pd.Series(np.arange(len(loc_ids)), index=loc_ids)
+    context = (options, Path(location_file), loc_ids, np.unique(loc_ids), position)
     total = int(meta["partitions"])
     results: list[pd.DataFrame] = []
     for partition in range(total):
