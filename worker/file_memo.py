@@ -51,11 +51,6 @@ def cached(kind: str, path: Path, build: Callable[[Path], T]) -> T:
     return value
 
 
-def clear() -> None:
-    with _lock:
-        _memo.clear()
-
-
 def memoize_oed_schema() -> None:
     """Parse each OED schema JSON once per process (ods_tools parses it for every exposure
     it loads, about 0.1 s). The schema is only read after loading. Safe to call again."""
