@@ -17,6 +17,7 @@ import numpy as np
 
 NEWLINE = ord("\n")
 QUOTE = ord('"')
+CARRIAGE_RETURN = ord("\r")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,9 @@ class CsvRows:
     @classmethod
     def read(cls, path: Path) -> CsvRows:
         text = Path(path).read_bytes()
+        if not text:
+            nothing = np.zeros(0, dtype=np.int64)
+            return cls(text, b"", nothing, nothing)
         buf = np.frombuffer(text, dtype=np.uint8)
         newlines = np.flatnonzero(buf == NEWLINE)
         quotes = np.flatnonzero(buf == QUOTE)
@@ -42,14 +46,14 @@ class CsvRows:
         if not len(ends) or ends[-1] < len(text):
             ends = np.append(ends, len(text))
         starts = np.concatenate(([0], ends[:-1]))
+        # every record has a byte; a blank one is its line end alone: "\n" or "\r\n"
         lengths = ends - starts
-        # a blank record is its line end alone: "\n" or "\r\n"
-        last = buf[np.maximum(ends - 1, 0)]
-        blank = (lengths == 0) | ((lengths == 1) & (last == NEWLINE))
-        two = lengths == 2
-        blank |= two & (buf[np.maximum(starts, 0)] == ord("\r")) & (last == NEWLINE)
-        keep = ~blank
-        starts, ends = starts[keep], ends[keep]
+        first = buf[starts]
+        second = buf[np.minimum(starts + 1, len(buf) - 1)]
+        blank = ((lengths == 1) & (first == NEWLINE)) | (
+            (lengths == 2) & (first == CARRIAGE_RETURN) & (second == NEWLINE)
+        )
+        starts, ends = starts[~blank], ends[~blank]
         if not len(starts):
             return cls(text, b"", starts, ends)
         header = _with_line_end(text[starts[0] : ends[0]])

@@ -118,26 +118,17 @@ def test_merge_arrays_other_cases_go_to_numpy() -> None:
         assert ours.tolist() == theirs.tolist()
 
 
-def _reference_xref_info(xref: Any, sets_id: Any, set_index_of: Any) -> tuple[Any, Any]:
-    """oasislmf's loop (``get_summary_xref_info``), written out."""
-    from oasislmf.pytools.common.data import null_index, oasis_int
+def _oasislmf_xref_info() -> Any:
+    """oasislmf's own ``get_summary_xref_info``, from a fresh copy of its module (the
+    loaded one may already point at ours)."""
+    import importlib.util
 
-    ptr = np.zeros(sets_id.shape[0] + 1, oasis_int)
-    max_item_id = 0
-    for row in xref:
-        index = set_index_of[row["summaryset_id"]]
-        if index == null_index:
-            continue
-        ptr[index + 1] = max(ptr[index + 1], row["summary_id"])
-        max_item_id = max(max_item_id, int(row["item_id"]))
-    for i in range(1, ptr.shape[0]):
-        ptr[i] += ptr[i - 1]
-    by_item = np.full((max_item_id + 1, sets_id.shape[0]), null_index, oasis_int)
-    for row in xref:
-        index = set_index_of[row["summaryset_id"]]
-        if index != null_index:
-            by_item[row["item_id"], index] = row["summary_id"]
-    return ptr, by_item
+    spec = importlib.util.find_spec("oasislmf.pytools.summary.manager")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.get_summary_xref_info is not loss_prepare.summary_xref_info
+    return module.get_summary_xref_info
 
 
 def test_summary_xref_info_as_oasislmf() -> None:
@@ -156,7 +147,7 @@ def test_summary_xref_info_as_oasislmf() -> None:
     set_index_of = get_summary_set_id_to_summary_set_index(sets_id)
     assert set_index_of[2] == null_index
     ours = loss_prepare.summary_xref_info(xref, sets_id, set_index_of)
-    theirs = _reference_xref_info(xref, sets_id, set_index_of)
+    theirs = _oasislmf_xref_info()(xref, sets_id, set_index_of)
     for a, b in zip(ours, theirs, strict=True):
         assert a.dtype == b.dtype
         assert a.shape == b.shape

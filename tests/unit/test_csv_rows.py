@@ -76,3 +76,9 @@ def test_exposure_rows_either_way(tmp_path: Path, line_end: bytes) -> None:
     exposure.write_rows(source, np.array([1, 3]), dest)
     expected = _frame(source).iloc[[1, 3]].reset_index(drop=True)
     pd.testing.assert_frame_equal(_frame(dest), expected)
+
+
+def test_an_empty_file_has_no_rows(tmp_path: Path) -> None:
+    source = tmp_path / "location.csv"
+    source.write_bytes(b"")
+    assert CsvRows.read(source).count == 0
